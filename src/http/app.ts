@@ -1,0 +1,99 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { AccessTokens } from '../auth/access-tokens.js';
+import type { KeyRing } from '../auth/keys.js';
+import type { AuthService } from '../auth/service.js';
+import type { DocumentService } from '../data/service.js';
+import type { Db } from '../db/port.js';
+import type { Clock } from '../lib/clock.js';
+import { LeveeError } from '../lib/errors.js';
+import { newId } from '../lib/ids.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Ops, OpsResponse } from '../roles/ops.js';
+import { authRoutes } from './api/auth.js';
+import { documentRoutes } from './api/documents.js';
+import { authenticate } from './principal.js';
+import { sendProblem } from './problem.js';
+import { Problem } from './schemas.js';
+
+export interface AppDeps {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  ops: Ops;
+  keys: KeyRing;
+  tokens: AccessTokens;
+  auth: AuthService;
+  docs: DocumentService;
+  bodyLimitBytes: number;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimitBytes,
+    // A well-formed incoming X-Request-Id is kept (so a client or proxy can correlate), else a new one.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId();
+    },
+    requestIdLogLabel: 'requestId',
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    maxParamLength: 200,
+    routerOptions: { ignoreTrailingSlash: true },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', undefined);
+  app.addSchema(Problem);
+  app.setErrorHandler((err, req, reply) => sendProblem(err, req, reply));
+  app.setNotFoundHandler((req, reply) => sendProblem(new LeveeError('not_found', `No route for ${req.method} ${req.url.split('?')[0]}`), req, reply));
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpDuration.observe({ method: req.method, route, status: `${Math.floor(reply.statusCode / 100)}xx` }, reply.elapsedTime / 1000);
+    req.log.info({ method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Levee API', version: '0.1.0', description: 'Accounts and documents for mobile apps. Errors are RFC 9457 problem+json with a stable `code`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const sendOps = (r: OpsResponse) => (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(r.status).type(r.contentType).send(r.body);
+  app.get('/healthz', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.healthz())(req, reply));
+  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.readyz())(req, reply));
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.metrics())(req, reply));
+  app.get('/.well-known/jwks.json', { schema: { tags: ['auth'], summary: 'Public keys that verify Levee access tokens' } }, async (_req, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return deps.keys.jwks();
+  });
+
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRequest', authenticate(deps.tokens));
+      await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
+      await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}

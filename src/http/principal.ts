@@ -1,0 +1,23 @@
+import type { FastifyRequest } from 'fastify';
+import type { AccessTokens, Principal } from '../auth/access-tokens.js';
+import { LeveeError } from '../lib/errors.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+}
+
+/** onRequest hook: a present but bad Authorization header is a 401 on every route, public or not. */
+export const authenticate = (tokens: AccessTokens) => async (req: FastifyRequest) => {
+  const header = req.headers.authorization;
+  if (header === undefined) return;
+  const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+  if (!m) throw new LeveeError('invalid_token', 'Authorization must be "Bearer <access token>"');
+  req.principal = await tokens.verify(m[1]!);
+};
+
+export function requirePrincipal(req: FastifyRequest): Principal {
+  if (!req.principal) throw new LeveeError('unauthenticated');
+  return req.principal;
+}

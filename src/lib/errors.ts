@@ -1,0 +1,74 @@
+// The error catalogue: every error a client can see, with its stable `code`, HTTP status and title.
+// Services throw `LeveeError`s made by the factories below; http/problem.ts turns them into
+// RFC 9457 problem+json in exactly one place. docs/errors.md is checked against this list by a test.
+
+export interface ErrorSpec {
+  status: number;
+  title: string;
+  /** Whether a client may retry the same request later (exposed as `retryable`). */
+  retryable?: boolean;
+}
+
+export const ERRORS = {
+  bad_request: { status: 400, title: 'The request is malformed' },
+  invalid_json: { status: 400, title: 'The body is not valid JSON' },
+  validation_failed: { status: 400, title: 'The request does not match its schema' },
+  invalid_filter: { status: 400, title: 'A filter or sort names an undeclared field or has a bad value' },
+  invalid_cursor: { status: 400, title: 'The pagination cursor is malformed' },
+  unauthenticated: { status: 401, title: 'Authentication is required' },
+  invalid_token: { status: 401, title: 'The access token is invalid or expired' },
+  invalid_credentials: { status: 401, title: 'Email or password is wrong' },
+  invalid_refresh_token: { status: 401, title: 'The refresh token is invalid, expired or revoked' },
+  refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session has been revoked' },
+  invalid_id_token: { status: 401, title: 'The identity provider token could not be verified' },
+  forbidden: { status: 403, title: 'You may not do this' },
+  not_found: { status: 404, title: 'Not found' },
+  unknown_collection: { status: 404, title: 'No such collection' },
+  document_not_found: { status: 404, title: 'No such document' },
+  session_not_found: { status: 404, title: 'No such session' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  email_taken: { status: 409, title: 'An account with this email already exists' },
+  already_upgraded: { status: 409, title: 'This account already has an email and password' },
+  idempotency_in_progress: { status: 409, title: 'A request with this Idempotency-Key is still in progress', retryable: true },
+  version_conflict: { status: 412, title: 'The document changed since you read it (If-Match failed)' },
+  payload_too_large: { status: 413, title: 'The body is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported Content-Type' },
+  idempotency_key_reused: { status: 422, title: 'This Idempotency-Key was used with a different request' },
+  document_invalid: { status: 422, title: 'The document does not match the collection schema' },
+  weak_password: { status: 422, title: 'The password is too weak' },
+  provider_not_configured: { status: 501, title: 'This sign-in provider is not configured' },
+  unavailable: { status: 503, title: 'The service is temporarily unavailable', retryable: true },
+  database_unavailable: { status: 503, title: 'The database is unavailable or overloaded', retryable: true },
+  draining: { status: 503, title: 'The server is shutting down', retryable: true },
+  timeout: { status: 504, title: 'The request took too long', retryable: true },
+  internal: { status: 500, title: 'Internal error', retryable: true },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class LeveeError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  /** Extra problem+json members (e.g. `errors` for validation, `currentVersion` for conflicts). */
+  readonly extra: Record<string, unknown> | undefined;
+  /** Seconds, sent as Retry-After on retryable errors. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, detail?: string, opts: { extra?: Record<string, unknown>; retryAfter?: number; cause?: unknown } = {}) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(detail ?? spec.title, { cause: opts.cause });
+    this.name = 'LeveeError';
+    this.code = code;
+    this.status = spec.status;
+    this.retryable = spec.retryable ?? false;
+    this.extra = opts.extra;
+    this.retryAfter = opts.retryAfter ?? (this.retryable ? 1 : undefined);
+  }
+}
+
+export const fail = (code: ErrorCode, detail?: string, opts?: ConstructorParameters<typeof LeveeError>[2]): never => {
+  throw new LeveeError(code, detail, opts);
+};
+
+export const isLeveeError = (e: unknown): e is LeveeError => e instanceof LeveeError;

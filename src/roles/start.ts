@@ -1,0 +1,96 @@
+import { createServer, type Server } from 'node:http';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.js';
+import type { Role } from '../config/settings.js';
+import { buildApp } from '../http/app.js';
+import { systemClock } from '../lib/clock.js';
+import { createMetrics } from '../observability/metrics.js';
+import { composeServices, migrateDatabase, openDatabase } from './compose.js';
+import { createOps, type Lifecycle, type Ops } from './ops.js';
+import { startPush } from './push.js';
+import { startWorker } from './worker.js';
+
+// One Levee process: opens the database, migrates, starts the requested roles, and drains on
+// SIGTERM/SIGINT: readiness goes false, the listener closes (new connections are refused),
+// in-flight requests get `shutdownGraceMs` to finish, then pools close and the process exits 0.
+
+export interface Running {
+  url: string;
+  stop(reason?: string): Promise<void>;
+}
+
+/** A bare node:http server for /healthz, /readyz and /metrics when the api role is not here. */
+function opsServer(ops: Ops): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const handler = path === '/healthz' ? ops.healthz : path === '/readyz' ? ops.readyz : path === '/metrics' ? ops.metrics : undefined;
+    if (!handler) {
+      res.writeHead(404, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 404, code: 'not_found', title: 'Not found' }));
+      return;
+    }
+    void handler().then((r) => res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body));
+  });
+}
+
+export async function startLevee(config: Config, roles: Role[], logger: Logger): Promise<Running> {
+  const clock = systemClock;
+  const lifecycle: Lifecycle = { draining: false };
+  const db = await openDatabase(config, logger);
+  try {
+    const { applied } = await migrateDatabase(db, config);
+    if (applied.length) logger.info({ applied }, 'migrations applied');
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  const metrics = createMetrics(roles);
+  const ops = createOps({ db, metrics, lifecycle, roles });
+  const services = await composeServices(config, db, clock);
+  const stoppers: (() => Promise<void>)[] = [];
+  if (roles.includes('worker')) stoppers.push(startWorker({ db, clock, logger }).stop);
+  if (roles.includes('push')) stoppers.push(startPush({ logger }).stop);
+
+  let closeHttp: (graceMs: number) => Promise<void>;
+  let url: string;
+  if (roles.includes('api')) {
+    const app = await buildApp({ db, clock, logger, metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes });
+    url = await app.listen({ port: config.port, host: config.host });
+    closeHttp = async (graceMs) => {
+      const force = setTimeout(() => {
+        logger.warn({ graceMs }, 'grace period over: closing remaining connections');
+        app.server.closeAllConnections();
+      }, graceMs);
+      await app.close();
+      clearTimeout(force);
+    };
+  } else {
+    const server = opsServer(ops);
+    await new Promise<void>((ok, fail) => server.once('error', fail).listen(config.port, config.host, ok));
+    const addr = server.address();
+    url = `http://${config.host}:${typeof addr === 'object' && addr ? addr.port : config.port}`;
+    closeHttp = async (graceMs) => {
+      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      server.closeIdleConnections();
+      await new Promise((ok) => server.close(ok));
+      clearTimeout(force);
+    };
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason = 'stop') =>
+    (stopping ??= (async () => {
+      logger.info({ reason }, 'draining');
+      lifecycle.draining = true;
+      await closeHttp(config.shutdownGraceMs);
+      await Promise.all(stoppers.map((s) => s()));
+      services.keys.stop();
+      await db.close();
+      logger.info('stopped');
+    })());
+  return { url, stop };
+}
+
+export function describeStorage(config: Config): string {
+  return config.databaseUrl ? `PostgreSQL (${new URL(config.databaseUrl).host})` : `embedded PostgreSQL in ${resolve(config.dataDir)}`;
+}
