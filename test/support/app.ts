@@ -1,0 +1,75 @@
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { parseCollections } from '../../src/config/collections.js';
+import type { Config } from '../../src/config/load.js';
+import { SETTINGS, type Settings } from '../../src/config/settings.js';
+import { buildApp } from '../../src/http/app.js';
+import { systemClock, type Clock } from '../../src/lib/clock.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { createMetrics } from '../../src/observability/metrics.js';
+import { composeServices, migrateDatabase, type Services } from '../../src/roles/compose.js';
+import { createOps, type Lifecycle } from '../../src/roles/ops.js';
+import type { Engine, TestDatabase } from './engines.js';
+
+export const DEFAULT_COLLECTIONS = {
+  posts: { read: 'public', write: 'owner', indexes: ['createdAt', 'status', 'score'], schema: { type: 'object', properties: { title: { type: 'string', maxLength: 200 }, status: { type: 'string' }, score: { type: 'number' } } } },
+  notes: { read: 'owner', write: 'owner', indexes: ['createdAt'] },
+  members: { read: 'authenticated', write: 'authenticated' },
+  settings: { read: 'admin', write: 'admin' },
+};
+
+export function testConfig(overrides: Partial<Settings> = {}, collections: unknown = DEFAULT_COLLECTIONS): Config {
+  const defaults = Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.default])) as Settings;
+  return { ...defaults, logLevel: 'silent', ...overrides, configFile: undefined, collections: parseCollections(collections) };
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  database: TestDatabase;
+  config: Config;
+  services: Services;
+  lifecycle: Lifecycle;
+  /** app.inject with a JSON body and an optional bearer token. */
+  call(method: InjectOptions['method'], url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock } = {}): Promise<TestApp> {
+  const database = await engine.create();
+  const config = testConfig(opts.overrides, opts.collections ?? DEFAULT_COLLECTIONS);
+  const clock = opts.clock ?? systemClock;
+  await migrateDatabase(database.db, config);
+  const services = await composeServices(config, database.db, clock);
+  const lifecycle: Lifecycle = { draining: false };
+  const metrics = createMetrics(['api']);
+  const ops = createOps({ db: database.db, metrics, lifecycle, roles: ['api'] });
+  const app = await buildApp({ db: database.db, clock, logger: createLogger('silent'), metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes });
+  await app.ready();
+  return {
+    app,
+    database,
+    config,
+    services,
+    lifecycle,
+    call: (method, url, o = {}) =>
+      app.inject({
+        method,
+        url,
+        headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
+        ...(o.body !== undefined ? { payload: JSON.stringify(o.body) } : {}),
+      }),
+    async close() {
+      await app.close();
+      services.keys.stop();
+      await database.drop();
+    },
+  };
+}
+
+let seq = 0;
+export const uniqueEmail = (tag = 'user') => `${tag}.${process.pid}.${Date.now()}.${seq++}@example.com`;
+
+export async function signUp(t: TestApp, email = uniqueEmail(), password = 'correct horse 1') {
+  const res = await t.call('POST', '/v1/auth/signup', { body: { email, password } });
+  if (res.statusCode !== 201) throw new Error(`signup failed: ${res.statusCode} ${res.body}`);
+  return { ...(res.json() as { user: { id: string }; accessToken: string; refreshToken: string }), email, password };
+}
