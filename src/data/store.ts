@@ -42,15 +42,21 @@ export const documents = {
   },
   /** One page of `lq`, plus one extra row to tell whether there is a next page. */
   async list(q: Queryable, collection: string, lq: ListQuery, ownerId?: string) {
-    const where = [`collection = '${collection}'`, ...lq.where];
-    const params = [...lq.params];
-    if (ownerId !== undefined) {
-      params.push(ownerId);
-      where.push(`owner_id = $${params.length}::uuid`);
-    }
-    params.push(lq.limit + 1);
-    const sql = `SELECT ${COLS}, ${lq.sort.field.sql} AS sort_value FROM documents
-                  WHERE ${where.join(' AND ')} ORDER BY ${lq.orderBy} LIMIT $${params.length}`;
+    const { sql, params } = listSql(collection, lq, ownerId);
     return (await q.query<DocumentRow & { sort_value: unknown }>(sql, params)).rows;
   },
 };
+
+/** The list statement (exported so a test can EXPLAIN exactly what the API runs). */
+export function listSql(collection: string, lq: ListQuery, ownerId?: string): { sql: string; params: unknown[] } {
+  const where = [`collection = '${collection}'`, ...lq.where];
+  const params = [...lq.params];
+  if (ownerId !== undefined) {
+    params.push(ownerId);
+    where.push(`owner_id = $${params.length}::uuid`);
+  }
+  params.push(lq.limit + 1);
+  const sql = `SELECT ${COLS}, ${lq.sort.field.sql} AS sort_value FROM documents
+                WHERE ${where.join(' AND ')} ORDER BY ${lq.orderBy} LIMIT $${params.length}`;
+  return { sql, params };
+}
