@@ -161,10 +161,9 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
     },
 
     async me(caller: Principal) {
-      const user = await users.byId(db, caller.userId);
+      const user = await users.withProviders(db, caller.userId);
       if (!user) throw new LeveeError('invalid_token', 'This account no longer exists');
-      const linked = await identities.forUser(db, caller.userId);
-      return { ...toUser(user), providers: [...(user.password_hash ? ['password'] : []), ...linked.map((i) => i.provider)] };
+      return { ...toUser(user), providers: [...(user.password_hash ? ['password'] : []), ...user.providers] };
     },
 
     async listSessions(caller: Principal): Promise<PublicSession[]> {

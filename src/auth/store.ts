@@ -26,6 +26,18 @@ const USER_COLS = 'id, email, password_hash, is_anonymous, role, created_at';
 const SESSION_COLS = 'id, user_id, device_name, user_agent, ip, created_at, last_used_at, expires_at';
 
 export const users = {
+  /** The user with the providers it can sign in with, in one round trip (GET /me is a hot path). */
+  async withProviders(q: Queryable, id: string) {
+    return (
+      await q.query<UserRow & { providers: string[] }>(
+        `SELECT u.id, u.email, u.password_hash, u.is_anonymous, u.role, u.created_at,
+                array_remove(array_agg(i.provider ORDER BY i.created_at), NULL) AS providers
+           FROM users u LEFT JOIN identities i ON i.user_id = u.id
+          WHERE u.id = $1 GROUP BY u.id`,
+        [id],
+      )
+    ).rows[0];
+  },
   async byId(q: Queryable, id: string) {
     return (await q.query<UserRow>(`SELECT ${USER_COLS} FROM users WHERE id = $1`, [id])).rows[0];
   },
@@ -65,9 +77,6 @@ export const identities = {
   },
   async link(q: Queryable, provider: string, subject: string, userId: string, email: string | null) {
     await q.query('INSERT INTO identities (provider, subject, user_id, email) VALUES ($1, $2, $3, $4)', [provider, subject, userId, email]);
-  },
-  async forUser(q: Queryable, userId: string) {
-    return (await q.query<{ provider: string; email: string | null }>('SELECT provider, email FROM identities WHERE user_id = $1 ORDER BY created_at', [userId])).rows;
   },
 };
 

@@ -118,7 +118,8 @@ export function createDocumentService(deps: { db: Db; clock: Clock; collections:
       const c = collection(name);
       checkCreate(c.write, p);
       const body = validate(c, data);
-      return inTx(opts.tx, async (q) => toDocument(await documents.insert(q, c.name, { id: newId(), ownerId: p?.userId ?? null, data: body, now: clock.now() })));
+      // A single INSERT is atomic on its own: no transaction unless the caller's (idempotency) one.
+      return toDocument(await documents.insert(opts.tx ?? db, c.name, { id: newId(), ownerId: p?.userId ?? null, data: body, now: clock.now() }));
     },
 
     async replace(name: string, id: string, p: Principal | undefined, data: unknown, opts: WriteOptions = {}): Promise<PublicDocument> {

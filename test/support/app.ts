@@ -71,5 +71,5 @@ export const uniqueEmail = (tag = 'user') => `${tag}.${process.pid}.${Date.now()
 export async function signUp(t: TestApp, email = uniqueEmail(), password = 'correct horse 1') {
   const res = await t.call('POST', '/v1/auth/signup', { body: { email, password } });
   if (res.statusCode !== 201) throw new Error(`signup failed: ${res.statusCode} ${res.body}`);
-  return { ...(res.json() as { user: { id: string }; accessToken: string; refreshToken: string }), email, password };
+  return { ...(res.json() as { user: { id: string; role: string; isAnonymous: boolean }; accessToken: string; refreshToken: string }), email, password };
 }
