@@ -17,8 +17,9 @@ export const Problem = Type.Object(
   { additionalProperties: true, $id: 'Problem' },
 );
 
-export const problems = (...statuses: number[]): Record<number, TSchema> =>
-  Object.fromEntries(statuses.map((s) => [s, Type.Ref('Problem')]));
+/** Error responses of a route, documented as problem+json. */
+export const problems = (...statuses: number[]): Record<number, { description: string; content: Record<string, { schema: TSchema }> }> =>
+  Object.fromEntries(statuses.map((s) => [s, { description: 'Problem', content: { 'application/problem+json': { schema: Type.Ref('Problem') } } }]));
 
 export const User = Type.Object({
   id: Type.String({ format: 'uuid' }),
