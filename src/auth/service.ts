@@ -197,7 +197,7 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
      */
     async signInWithProvider(provider: 'apple' | 'google', input: { idToken: string; nonce?: string | undefined } & Device, caller?: Principal): Promise<SignedIn> {
       const identity = await deps[provider](input.idToken, input.nonce);
-      return db.transaction(async (tx) => {
+      const attempt = () => db.transaction(async (tx) => {
         const existing = await identities.userFor(tx, provider, identity.subject);
         let user: UserRow | undefined;
         if (existing) {
@@ -214,6 +214,12 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
         }
         if (!user) throw new LeveeError('invalid_id_token', 'The linked account no longer exists');
         return openSession(tx, user, input);
+      });
+      // Two first sign-ins with one identity (a client retrying a slow request) race to insert it;
+      // the loser's second attempt finds the winner's identity (or its email taken) and signs in.
+      return attempt().catch((e: unknown) => {
+        if (sqlState(e) === SQLSTATE.uniqueViolation) return attempt();
+        throw e;
       });
     },
   };

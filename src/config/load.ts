@@ -61,7 +61,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Settings> 
     collections = parseCollections(file.collections);
   } catch (e) {
     if (!isBadValue(e)) throw e;
-    errors.push(`LEVEE_CONFIG: ${configPath}: ${e.message.startsWith('collections') ? '' : 'collections '}${e.message}`);
+    for (const line of e.message.split('\n')) errors.push(`LEVEE_CONFIG: ${configPath}: ${line.startsWith('collections') ? '' : 'collections '}${line}`);
   }
 
   if (errors.length > 0) throw new LeveeStartupError(errors.join('\n'));

@@ -46,6 +46,10 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
 
   app.post('/anonymous', {
     schema: { tags, summary: "An anonymous account for a device's first launch", body: Type.Optional(Type.Object({ deviceName: DeviceName })), response: { 201: SignedIn } },
+    // The body is optional: a bodyless POST is validated as an empty object, not refused.
+    preValidation: async (req) => {
+      req.body ??= {};
+    },
   }, async (req, reply) => reply.code(201).send(await auth.anonymous(device(req, req.body?.deviceName))));
 
   app.post('/refresh', {
@@ -94,7 +98,7 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
 
   for (const provider of ['apple', 'google'] as const) {
     app.post(`/${provider}`, {
-      schema: { tags, summary: `Sign in with ${provider === 'apple' ? 'Apple' : 'Google'} (an ID token from the platform SDK); links to the caller if anonymous`, body: IdToken, response: { 200: SignedIn, ...problems(400, 401, 501) } },
+      schema: { tags, summary: `Sign in with ${provider === 'apple' ? 'Apple' : 'Google'} (an ID token from the platform SDK); links to the caller if anonymous`, body: IdToken, response: { 200: SignedIn, ...problems(400, 401, 501, 503) } },
     }, async (req) => auth.signInWithProvider(provider, { idToken: req.body.idToken, nonce: req.body.nonce, ...device(req, req.body.deviceName) }, req.principal));
   }
 };
