@@ -1,5 +1,5 @@
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
-import type { Db } from '../db/port.js';
+import type { Db, Queryable } from '../db/port.js';
 import type { Clock } from '../lib/clock.js';
 import { newSecret } from '../lib/ids.js';
 
@@ -33,7 +33,10 @@ export interface KeyRing {
   stop(): void;
 }
 
-export async function createSigningKey(db: Db): Promise<string> {
+/** Arbitrary, fixed: serialises making the first signing key among processes starting together. */
+export const FIRST_KEY_LOCK_KEY = 7_426_002;
+
+export async function createSigningKey(db: Queryable): Promise<string> {
   const { privateKey, publicKey } = await generateKeyPair(ACCESS_TOKEN_ALG, { extractable: true });
   const kid = newSecret(12);
   const pub = { ...(await exportJWK(publicKey)), kid, alg: ACCESS_TOKEN_ALG, use: 'sig' };
@@ -64,7 +67,13 @@ export async function createKeyRing(opts: { db: Db; clock: Clock; accessTokenTtl
       [new Date(clock.now().getTime() - (opts.accessTokenTtlSeconds + 60) * 1000)],
     );
     if (rows.length === 0 || rows.every((r) => r.retired_at)) {
-      await createSigningKey(db);
+      // Under a lock, checked again: instances starting together on one database must agree on
+      // one key, or each signs with a key the others have not loaded yet (their tokens get 401).
+      await db.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1)', [FIRST_KEY_LOCK_KEY]);
+        const active = await tx.query('SELECT 1 FROM signing_keys WHERE retired_at IS NULL LIMIT 1');
+        if (active.rows.length === 0) await createSigningKey(tx);
+      });
       return reload();
     }
     const next = new Map<string, CryptoKey>();

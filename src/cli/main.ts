@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import { ROLES, SETTINGS, type Role } from '../config/settings.js';
+import { isBadValue, ROLES, SETTINGS, type Role } from '../config/settings.js';
 import { rotateSigningKey } from '../auth/keys.js';
+import { isLeveeError } from '../lib/errors.js';
 import { LeveeStartupError } from '../lib/startup-error.js';
 import { createLogger } from '../observability/logger.js';
 import { migrateDatabase, openDatabase } from '../roles/compose.js';
@@ -21,6 +22,26 @@ Configuration comes from environment variables and ${'`'}levee.config.json${'`'}
 Main settings: ${Object.values(SETTINGS).slice(0, 6).map((s) => s.env).join(', ')}.
 Every setting: docs/configuration.md`;
 
+/** The configuration, with `--roles` checked like every other setting (one line per problem). */
+function loadCliConfig(rolesFlag: string | undefined) {
+  let roles: Role[] | undefined;
+  let rolesError: string | undefined;
+  try {
+    if (rolesFlag !== undefined) roles = SETTINGS.roles.parse(rolesFlag);
+  } catch (e) {
+    if (!isBadValue(e)) throw e;
+    rolesError = `--roles ${e.message}`;
+  }
+  try {
+    const config = loadConfig(process.env, roles ? { roles } : {});
+    if (rolesError) throw new LeveeStartupError(rolesError);
+    return config;
+  } catch (e) {
+    if (rolesError && e instanceof LeveeStartupError && e.message !== rolesError) throw new LeveeStartupError(`${rolesError}\n${e.message}`);
+    throw e;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { roles: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   const command = positionals[0] ?? 'help';
@@ -28,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const config = loadConfig(process.env, values.roles !== undefined ? { roles: SETTINGS.roles.parse(values.roles) } : {});
+  const config = loadCliConfig(values.roles);
   const logger = createLogger(config.logLevel);
 
   if (command === 'migrate') {
@@ -66,9 +87,9 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
     const url = running.url.replace('[::1]', 'localhost');
-    console.log(`Levee is running (roles: ${roles.join(', ')})
-  API:      ${url}/v1
-  Docs:     ${url}/docs
+    // Without the api role only the ops endpoints are served: no API or docs links to mislead.
+    const api = roles.includes('api') ? `\n  API:      ${url}/v1\n  Docs:     ${url}/docs` : '';
+    console.log(`Levee is running (roles: ${roles.join(', ')})${api}
   Health:   ${url}/healthz, ${url}/readyz
   Data:     ${describeStorage(config)}${config.configFile ? `\n  Config:   ${config.configFile}` : ''}`);
     return -1; // keep running
@@ -76,6 +97,12 @@ async function main(argv: string[]): Promise<number> {
   console.error(`levee: unknown command "${positionals.join(' ')}". Commands: start, migrate, keys rotate, help. Roles: ${ROLES.join(', ')}.`);
   return 2;
 }
+
+/** An error reported by the PostgreSQL server itself (pg's DatabaseError): a SQLSTATE and a severity. */
+const isPostgresError = (err: unknown): err is Error & { code: string } => {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && 'severity' in err;
+};
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -87,6 +114,11 @@ main(process.argv.slice(2)).then(
     } else if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       console.error(`levee: ${(err as Error).message} (see levee --help)`);
       process.exit(2);
+    } else if (isLeveeError(err) && err.code === 'database_unavailable') {
+      console.error(`levee: DATABASE_URL: PostgreSQL is unreachable: ${(err.cause as Error | undefined)?.message ?? err.message}`);
+    } else if (isPostgresError(err)) {
+      // The server answered but refused (no such database, authentication failed, …).
+      console.error(`levee: DATABASE_URL: PostgreSQL refused: ${err.message} (SQLSTATE ${err.code})`);
     } else {
       console.error('levee: failed to start:', err);
     }

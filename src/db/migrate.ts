@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { LeveeStartupError } from '../lib/startup-error.js';
 import type { Db } from './port.js';
 
 // Versioned SQL migrations: migrations/NNNN_name.sql, applied in order, each recorded with a
@@ -54,7 +55,10 @@ export async function migrate(db: Db, migrations = loadMigrations(), extraSql: s
       const prior = done.get(m.version);
       if (prior) {
         if (prior.checksum !== m.checksum) {
-          throw new Error(`migration ${m.version}_${m.name} was changed after it was applied (checksum ${prior.checksum} ≠ ${m.checksum})`);
+          const file = `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
+          throw new LeveeStartupError(
+            `migration ${file} was changed after it was applied (checksum ${prior.checksum} in the database, ${m.checksum} on disk): restore the applied file and put the change in a new migration`,
+          );
         }
         continue;
       }

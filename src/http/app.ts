@@ -15,6 +15,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Ops, OpsResponse } from '../roles/ops.js';
 import { authRoutes } from './api/auth.js';
 import { documentRoutes } from './api/documents.js';
+import { checkBody } from './body-guard.js';
 import { authenticate } from './principal.js';
 import { sendProblem } from './problem.js';
 import { Problem } from './schemas.js';
@@ -45,10 +46,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     // One log line per request, written by the onResponse hook below (with route and status).
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Closing is answered by the onRequest hook below (problem+json `draining`), not Fastify's bare 503.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    // Errors raised before routing (a malformed %-escape, an over-long path parameter) are problems too.
+    frameworkErrors: (err, req, reply) => {
+      reply.header('x-request-id', req.id);
+      sendProblem(err, req, reply);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorateRequest('principal', undefined);
@@ -59,6 +66,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    // Draining (SIGTERM): a request that still arrives on an open keep-alive connection gets a
+    // retryable 503 `draining` (problem+json, Retry-After) and its connection closes; the probes
+    // still answer (readyz: 503, not ready). Requests already in flight are not affected.
+    if (deps.ops.draining()) {
+      reply.header('connection', 'close');
+      const path = req.url.split('?')[0];
+      if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') return sendProblem(new LeveeError('draining'), req, reply);
+    }
+  });
+  app.addHook('preValidation', async (req) => {
+    if (req.body !== undefined) checkBody(req.body);
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';

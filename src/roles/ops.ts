@@ -23,6 +23,9 @@ export function createOps(deps: { db: Db; metrics: Metrics; lifecycle: Lifecycle
     Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref())]);
 
   return {
+    /** True from the moment shutdown starts. */
+    draining: (): boolean => deps.lifecycle.draining,
+
     healthz: async (): Promise<OpsResponse> => json(200, { status: 'ok', roles: deps.roles }),
 
     async readyz(): Promise<OpsResponse> {
