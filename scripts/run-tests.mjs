@@ -32,8 +32,9 @@ child.on('exit', (code) => {
   rmSync(tap, { force: true });
   const count = (name) => Number(out.match(new RegExp(`^# ${name} (\\d+)$`, 'm'))?.[1] ?? 0);
   const tests = count('tests');
-  const skipped = count('skipped');
+  // Counts skipped tests and skipped suites alike (a suite skipped as a whole has no tests).
   const skippedNames = [...out.matchAll(/^\s*ok \d+ - (.*) # SKIP ?(.*)$/gm)].map((m) => `${m[1]}${m[2] ? ` (${m[2]})` : ''}`);
+  const skipped = skippedNames.length;
   console.log(`\nrun-tests: ${tests} tests in ${files.length} files, ${skipped} skipped`);
   for (const s of skippedNames) console.log(`  skipped: ${s}`);
   if (tests === 0) {

@@ -57,6 +57,7 @@ export async function createKeyRing(opts: { db: Db; clock: Clock; accessTokenTtl
   let verifying = new Map<string, CryptoKey>();
   let published: JWK[] = [];
   let lastReload = 0;
+  let inflight: Promise<void> | undefined;
 
   async function reload(): Promise<void> {
     lastReload = Date.now();
@@ -93,8 +94,10 @@ export async function createKeyRing(opts: { db: Db; clock: Clock; accessTokenTtl
     async verificationKey(kid) {
       const known = verifying.get(kid);
       if (known) return known;
-      // Another instance may have rotated. Throttled so forged kids cannot hammer the database.
-      if (Date.now() - lastReload > 5_000) await reload();
+      // Another instance may have rotated: reload, single-flight and at most once a second, so
+      // tokens with forged kids cannot hammer the database.
+      if (!inflight && Date.now() - lastReload > 1_000) inflight = reload().finally(() => (inflight = undefined));
+      await inflight;
       return verifying.get(kid);
     },
     jwks: () => ({ keys: published }),

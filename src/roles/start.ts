@@ -29,7 +29,10 @@ function opsServer(ops: Ops): Server {
       res.writeHead(404, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 404, code: 'not_found', title: 'Not found' }));
       return;
     }
-    void handler().then((r) => res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body));
+    handler().then(
+      (r) => res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body),
+      (err: Error) => res.writeHead(500, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 500, code: 'internal', title: err.message })),
+    );
   });
 }
 
