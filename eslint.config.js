@@ -7,10 +7,9 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-non-null-assertion': 'off',
-      // Dependencies point inward: services and libraries never import the HTTP layer or the roles.
-      'no-restricted-imports': 'off',
     },
   },
+  // Dependencies point inward: services and adapters never import the HTTP layer or the roles.
   {
     files: ['src/auth/**', 'src/data/**', 'src/db/**', 'src/lib/**', 'src/config/**', 'src/observability/**'],
     rules: {
