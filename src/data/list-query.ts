@@ -26,6 +26,7 @@ const bad = (detail: string) => new LeveeError('invalid_filter', detail);
 
 function parseValue(field: FieldRef, raw: string): unknown {
   if (raw.length > 1024) throw bad(`The value for ${field.name} is too long`);
+  if (raw.includes('\u0000')) throw bad(`The value for ${field.name} contains U+0000`);
   switch (field.type as FieldType) {
     case 'number': {
       const n = Number(raw);
@@ -37,7 +38,9 @@ function parseValue(field: FieldRef, raw: string): unknown {
       return raw === 'true';
     case 'timestamp': {
       const d = new Date(raw);
-      if (!/^\d{4}-\d{2}-\d{2}/.test(raw) || Number.isNaN(d.getTime())) throw bad(`${field.name} takes an RFC 3339 timestamp`);
+      // PostgreSQL has no year 0, and years past 9999 do not round-trip through toISOString.
+      const year = d.getUTCFullYear();
+      if (!/^\d{4}-\d{2}-\d{2}/.test(raw) || Number.isNaN(d.getTime()) || year < 1 || year > 9999) throw bad(`${field.name} takes an RFC 3339 timestamp`);
       return d.toISOString();
     }
     default:
@@ -78,9 +81,11 @@ function decodeCursor(raw: string, sortKey: string, field: FieldRef): CursorBody
 export function parseListQuery(c: CollectionConfig, query: Record<string, unknown>): ListQuery {
   const where: string[] = [];
   const params: unknown[] = [];
-  const param = (v: unknown, type: FieldType) => {
+  const param = (v: unknown, field: FieldRef | FieldType) => {
     params.push(v);
-    return `$${params.length}::${castOf(type)}`;
+    // id and ownerId are uuid columns: a text parameter would not compare with them.
+    const cast = typeof field === 'string' ? castOf(field) : field.name === 'id' || field.name === 'ownerId' ? 'uuid' : castOf(field.type);
+    return `$${params.length}::${cast}`;
   };
 
   for (const [key, value] of Object.entries(query)) {
@@ -97,9 +102,9 @@ export function parseListQuery(c: CollectionConfig, query: Record<string, unknow
       if (op === 'in') {
         const items = v.split(',');
         if (items.length > 100) throw bad(`${key} takes at most 100 values`);
-        where.push(`${field.sql} IN (${items.map((i) => param(parseValue(field, i), field.type)).join(', ')})`);
+        where.push(`${field.sql} IN (${items.map((i) => param(parseValue(field, i), field)).join(', ')})`);
       } else {
-        where.push(`${field.sql} ${OPS[op]} ${param(parseValue(field, v), field.type)}`);
+        where.push(`${field.sql} ${OPS[op]} ${param(parseValue(field, v), field)}`);
       }
     }
   }
@@ -122,7 +127,8 @@ export function parseListQuery(c: CollectionConfig, query: Record<string, unknow
   if (query.cursor !== undefined) {
     if (typeof query.cursor !== 'string') throw new LeveeError('invalid_cursor');
     const cur = decodeCursor(query.cursor, sortRaw, sortField);
-    const v = param(sortField.type === 'timestamp' ? cur.v : parseValue(sortField, String(cur.v)), sortField.type);
+    // The normalised value, not the raw one: Date parses forms PostgreSQL does not (e.g. "2020-02-30").
+    const v = param(parseValue(sortField, String(cur.v)), sortField);
     const id = param(cur.id, 'text');
     where.push(`(${sortField.sql}, id) ${desc ? '<' : '>'} (${v}, ${id}::uuid)`);
   }

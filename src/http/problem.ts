@@ -39,6 +39,10 @@ export function toLeveeError(err: unknown): LeveeError {
   const mapped = fe?.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return new LeveeError(mapped, fe.message);
   if (fe instanceof SyntaxError || fe?.name === 'SyntaxError') return new LeveeError('invalid_json', fe.message);
+  // A last line of defence: SQLSTATE class 22 ("data exception": a value the database cannot
+  // store or compare) comes from request input that slipped past validation. Still the client's
+  // input, so a 400 — logged by sendProblem, since validation should have caught it.
+  if (isDataException(err)) return new LeveeError('bad_request', 'A value in the request cannot be stored or compared', { cause: err });
   // Other client errors raised by Fastify or its plugins keep their 4xx meaning.
   const status = fe?.statusCode;
   if (status && status >= 400 && status < 500) {
@@ -48,6 +52,11 @@ export function toLeveeError(err: unknown): LeveeError {
   if (status === 503) return new LeveeError('unavailable', fe.message);
   return new LeveeError('internal', undefined, { cause: err });
 }
+
+const isDataException = (err: unknown): boolean => {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code);
+};
 
 export function problemOf(err: LeveeError, req: FastifyRequest): Problem {
   return {
@@ -69,6 +78,8 @@ export function sendProblem(err: unknown, req: FastifyRequest, reply: FastifyRep
     req.log.error({ err: err instanceof LeveeError && err.cause ? err.cause : err }, 'request failed');
   } else if (e.status >= 500) {
     req.log.warn({ code: e.code, cause: (e.cause as Error | undefined)?.message }, 'dependency unavailable');
+  } else if (isDataException(e.cause)) {
+    req.log.warn({ err: e.cause }, 'input rejected by the database: validation missed it');
   }
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
   return reply.code(e.status).type(PROBLEM_TYPE).send(problemOf(e, req));
