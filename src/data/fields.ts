@@ -29,7 +29,8 @@ export function queryableField(c: CollectionConfig, name: string): FieldRef | un
   const declared = c.indexes.find((i) => i.name === name);
   const f: IndexedField | undefined = declared ?? (name === 'id' || name === 'ownerId' || name === 'createdAt' ? { name, type: SYSTEM_FIELDS[name]!.type } : undefined);
   if (!f) return undefined;
-  return { name: f.name, type: f.type, sql: fieldSql(f), nullable: !SYSTEM_FIELDS[f.name] };
+  // owner_id is the one nullable column: documents written under a public rule have no owner.
+  return { name: f.name, type: f.type, sql: fieldSql(f), nullable: !SYSTEM_FIELDS[f.name] || f.name === 'ownerId' };
 }
 
 /** Idempotent DDL for a collection's declared indexes: partial indexes, one per field. */

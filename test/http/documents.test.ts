@@ -198,6 +198,22 @@ for (const engine of await engines()) {
       assert.equal(wrongSortCursor.statusCode, 400);
     });
 
+    it('pages by ownerId past documents without an owner', async () => {
+      const t2 = await createTestApp(engine, { collections: { open: { read: 'public', write: 'public' } } });
+      try {
+        const u = await signUp(t2);
+        for (let i = 0; i < 3; i++) await t2.call('POST', '/v1/collections/open/documents', { body: { anon: i } });
+        for (let i = 0; i < 3; i++) await t2.call('POST', '/v1/collections/open/documents', { token: u.accessToken, body: { mine: i } });
+        const first = await t2.call('GET', '/v1/collections/open/documents?sort=-ownerId&limit=2');
+        assert.equal(first.statusCode, 200, first.body);
+        const next = await t2.call('GET', `/v1/collections/open/documents?sort=-ownerId&limit=2&cursor=${first.json().nextCursor}`);
+        assert.equal(next.statusCode, 200, next.body);
+        assert.equal(first.json().items.length + next.json().items.length, 3);
+      } finally {
+        await t2.close();
+      }
+    });
+
     it('rejects undeclared filter and sort fields and unknown collections', async () => {
       const undeclared = await t.call('GET', '/v1/collections/posts/documents?title=x');
       assert.equal(undeclared.statusCode, 400);
