@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessTokens } from '../auth/access-tokens.js';
 import type { KeyRing } from '../auth/keys.js';
@@ -95,10 +95,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const sendOps = (r: OpsResponse) => (_req: unknown, reply: import('fastify').FastifyReply) => reply.code(r.status).type(r.contentType).send(r.body);
-  app.get('/healthz', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.healthz())(req, reply));
-  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.readyz())(req, reply));
-  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => sendOps(await deps.ops.metrics())(req, reply));
+  const opsRoute = (get: () => Promise<OpsResponse>) => async (_req: FastifyRequest, reply: FastifyReply) => {
+    const r = await get();
+    return reply.code(r.status).type(r.contentType).send(r.body);
+  };
+  app.get('/healthz', { schema: { hide: true } }, opsRoute(deps.ops.healthz));
+  app.get('/readyz', { schema: { hide: true } }, opsRoute(deps.ops.readyz));
+  app.get('/metrics', { schema: { hide: true } }, opsRoute(deps.ops.metrics));
   app.get('/.well-known/jwks.json', { schema: { tags: ['auth'], summary: 'Public keys that verify Levee access tokens' } }, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return deps.keys.jwks();
