@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { LeveeError } from '../../lib/errors.js';
 import type { Db, Queryable, QueryResult } from '../port.js';
@@ -39,9 +40,25 @@ const wrap = async <T>(p: Promise<T>): Promise<T> => {
   }
 };
 
+// Parameterised statements run as named prepared statements, so PostgreSQL parses and plans each
+// text once per connection instead of on every call (a large share of a primary-key lookup's cost).
+// pg keeps prepared statements per connection forever, so only the first PREPARED_MAX distinct
+// texts get a name; the rest (unusual filter combinations) run unnamed.
+const PREPARED_MAX = 500;
+const statementNames = new Map<string, string>();
+function statement(text: string, values: readonly unknown[] | undefined): pg.QueryConfig {
+  if (!values?.length) return { text };
+  let name = statementNames.get(text);
+  if (!name && statementNames.size < PREPARED_MAX) {
+    name = `levee_${createHash('sha1').update(text).digest('base64url').slice(0, 16)}`;
+    statementNames.set(text, name);
+  }
+  return name ? { name, text, values: values as unknown[] } : { text, values: values as unknown[] };
+}
+
 const clientQueryable = (c: pg.PoolClient): Queryable => ({
   query: <T>(sql: string, params?: readonly unknown[]) =>
-    wrap(c.query(sql, params as unknown[])).then((r) => ({ rows: r.rows as T[], rowCount: r.rowCount ?? 0 })),
+    wrap(c.query(statement(sql, params))).then((r) => ({ rows: r.rows as T[], rowCount: r.rowCount ?? 0 })),
   exec: (script) => wrap(c.query(script)).then(() => undefined),
 });
 
@@ -63,7 +80,7 @@ export function createPostgresDb(opts: PostgresOptions): Db {
   return {
     engine: 'postgres',
     async query<T>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> {
-      const r = await wrap(pool.query(sql, params as unknown[]));
+      const r = await wrap(pool.query(statement(sql, params)));
       return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
     },
     exec: (script) => wrap(pool.query(script)).then(() => undefined),
