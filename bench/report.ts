@@ -114,7 +114,7 @@ function profileSection(e: EngineReport): string {
   ];
   const w1 = e.profiles.find((p) => p.id === 'W1');
   if (w1) {
-    out.push('Hottest functions (self time) during W1:', '', mdTable(['function', 'where', 'share'], w1.summary.top.slice(0, 10).map((f) => [`\`${f.fn}\``, f.where ? `\`${f.where}\`` : '(native)', pct(f.share)]), [':--', ':--', '--:']), '');
+    out.push('Hottest functions (self time) during W1:', '', mdTable(['function', 'where', 'share'], w1.summary.top.slice(0, 10).map((f) => [`\`${f.fn}\``, f.where ? `\`${f.where}\`` : /^anonymous\d*$/.test(f.fn) ? '(generated: Fastify response serialiser)' : '(native)', pct(f.share)]), [':--', ':--', '--:']), '');
   }
   return out.join('\n');
 }
@@ -141,7 +141,7 @@ Settings (environment): \`BENCH_DURATION\` (measured seconds per workload, defau
 \`BENCH_CONNECTIONS\` (50), \`BENCH_USERS\` (1000), \`BENCH_POSTS\` (100000), \`BENCH_ENGINES\` (\`postgres,pglite\`),
 \`BENCH_PROFILE\` (engines to CPU-profile afterwards, default \`pglite\`; \`none\`), \`BENCH_PROFILE_SECONDS\` (5),
 \`BENCH_POOL_SIZE\` (Levee's default pool, 10), \`BENCH_DOCS\` (\`1\` writes this file even on a shortened run),
-\`BENCH_KEEP\` (\`1\` keeps the database), \`LEVEE_TEST_POSTGRES_URL\` (admin URL, default \`postgres://postgres@127.0.0.1:5432/postgres\`).
+\`BENCH_KEEP\` (\`1\` keeps the database), \`BENCH_QUIET_WAIT\` (15), \`BENCH_TIMEOUT\` (whole run, s, 1200), \`LEVEE_TEST_POSTGRES_URL\` (admin URL, default \`postgres://postgres@127.0.0.1:5432/postgres\`).
 PostgreSQL must be reachable; the bench creates a fresh database and drops it afterwards.
 
 ## What is measured
@@ -227,7 +227,10 @@ PGlite is PostgreSQL compiled to WASM running **inside the server process**, as 
 on the server's one JavaScript thread, one at a time, so the server process is the whole database and its throughput
 is roughly 1 ÷ (CPU time per request).${w1 && w5 && w3 ? ` Per request the server spent ${r0(cpuPerReq(w5))} µs of CPU on W5 (one primary-key read),
 ${r0(cpuPerReq(w3))} µs on W3 (the user and their sign-in providers) and ${r0(cpuPerReq(w1))} µs on W1 (an index scan returning 21 rows of ~400 bytes).` : ''}
-${pw1 ? `In the W1 profile, ${pct(share(pw1, 'PGlite'))} of the server's samples are inside PGlite (the WASM PostgreSQL plus its JS protocol/row parsing),
+${pw1 ? `Each parameterised query is six calls into the WASM engine (PGlite 0.5 runs Parse, Describe, Bind, Describe,
+Execute and Sync one by one, and PostgreSQL re-plans the unnamed statement every time), and every result row is
+decoded from the wire protocol in JavaScript — the *JS glue* row below.
+In the W1 profile, ${pct(share(pw1, 'PGlite'))} of the server's samples are inside PGlite (the WASM PostgreSQL plus its JS protocol/row parsing),
 ${pct(share(pw1, 'idle'))} idle, and the rest is Node, Fastify and Levee.` : ''}
 
 ${profileSection(pgl)}`);
