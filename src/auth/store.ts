@@ -30,10 +30,9 @@ export const users = {
   async withProviders(q: Queryable, id: string) {
     return (
       await q.query<UserRow & { providers: string[] }>(
-        `SELECT u.id, u.email, u.password_hash, u.is_anonymous, u.role, u.created_at,
-                array_remove(array_agg(i.provider ORDER BY i.created_at), NULL) AS providers
-           FROM users u LEFT JOIN identities i ON i.user_id = u.id
-          WHERE u.id = $1 GROUP BY u.id`,
+        `SELECT ${USER_COLS},
+                ARRAY(SELECT provider FROM identities WHERE user_id = $1 ORDER BY created_at) AS providers
+           FROM users WHERE id = $1`,
         [id],
       )
     ).rows[0];

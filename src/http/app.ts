@@ -10,7 +10,7 @@ import type { DocumentService } from '../data/service.js';
 import type { Db } from '../db/port.js';
 import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
-import { newId } from '../lib/ids.js';
+import { newSecret } from '../lib/ids.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Ops, OpsResponse } from '../roles/ops.js';
 import { authRoutes } from './api/auth.js';
@@ -34,6 +34,10 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+// Request ids: a random per-process prefix and a counter — unique across instances, and without the
+// cost of a random UUID per request (measured at 3–4 % of a cheap route's CPU).
+const idPrefix = newSecret(6);
+let requestSeq = 0;
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -42,7 +46,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // A well-formed incoming X-Request-Id is kept (so a client or proxy can correlate), else a new one.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : newId();
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `${idPrefix}-${(++requestSeq).toString(36)}`;
     },
     // One log line per request, written by the onResponse hook below (with route and status).
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
