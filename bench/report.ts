@@ -162,7 +162,7 @@ autocannon runs in the bench process (a separate event loop from the server) wit
 | **W3** | who am I | \`GET /v1/auth/me\` with a bearer token (the user and their linked sign-in providers) |
 | **W4** | refresh-token rotation | \`POST /v1/auth/refresh\`. A refresh token works once (reuse revokes the session), so every request takes a never-used token from a pool of ${Math.max(200, s.connections * 4)} live sessions (autocannon \`setupRequest\`) and puts the token it gets back into the pool (\`onResponse\`); each session has at most one request in flight. A 401 here would mean the bench is wrong. |
 | **W5** | one hot document | \`GET /v1/collections/posts/documents/{id}\`, the same post on every connection, bearer token |
-| **C** | ceiling (PostgreSQL only) | W1's request against \`bench/ceiling-server.ts\`: a bare Fastify route (no logging, auth, validation, metrics or response schema) running the **same SQL text** Levee runs for W1 (built by Levee's own list-query code) through \`pg\` with the **same pool size** |
+| **C** | ceiling (PostgreSQL only) | W1's request against \`bench/ceiling-server.ts\`: a bare Fastify route (no logging, auth, validation, metrics or response schema) running the **same SQL text** Levee runs for W1 (built by Levee's own list-query code) through \`pg\` as a named prepared statement (as Levee does) with the **same pool size** |
 
 On PostgreSQL, after each write workload (W2, W4) the bench runs \`VACUUM ANALYZE\` on the tables it wrote, so that
 the autovacuum those rows would trigger does not land in the next workload's window.
