@@ -1,4 +1,5 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { Logger } from 'pino';
 import { parseCollections } from '../../src/config/collections.js';
 import type { Config } from '../../src/config/load.js';
 import { SETTINGS, type Settings } from '../../src/config/settings.js';
@@ -33,7 +34,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock } = {}): Promise<TestApp> {
+export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger } = {}): Promise<TestApp> {
   const database = await engine.create();
   const config = testConfig(opts.overrides, opts.collections ?? DEFAULT_COLLECTIONS);
   const clock = opts.clock ?? systemClock;
@@ -42,7 +43,7 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
   const lifecycle: Lifecycle = { draining: false };
   const metrics = createMetrics(['api']);
   const ops = createOps({ db: database.db, metrics, lifecycle, roles: ['api'] });
-  const app = await buildApp({ db: database.db, clock, logger: createLogger('silent'), metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes });
+  const app = await buildApp({ db: database.db, clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes });
   await app.ready();
   return {
     app,
