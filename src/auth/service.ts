@@ -67,7 +67,9 @@ export function checkPasswordStrength(password: string): void {
 export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTokens; config: AuthConfig; apple: IdTokenVerifier; google: IdTokenVerifier }) {
   const { db, clock, tokens, config } = deps;
   const ttlMs = config.sessionTtlDays * 86_400_000;
-  const roleFor = (email: string | null): 'user' | 'admin' => (email && config.adminEmails.includes(email.toLowerCase()) ? 'admin' : 'user');
+  // Only an email an identity provider has verified can earn the admin role: a password sign-up
+  // proves nothing about the mailbox. Operators grant admin with `levee admin grant <email>`.
+  const roleForVerified = (email: string | null): 'user' | 'admin' => (email && config.adminEmails.includes(email.toLowerCase()) ? 'admin' : 'user');
 
   /** Opens a device session for `user` inside `q` and returns its first tokens. */
   async function openSession(q: Queryable, user: UserRow, device: Device): Promise<SignedIn> {
@@ -104,10 +106,10 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
         .transaction(async (tx) => {
           let user: UserRow | undefined;
           if (caller) {
-            user = await users.upgrade(tx, caller.userId, email, passwordHash, roleFor(email));
+            user = await users.upgrade(tx, caller.userId, email, passwordHash);
             if (!user) throw new LeveeError('already_upgraded');
           } else {
-            user = await users.insert(tx, { id: newId(), email, passwordHash, anonymous: false, role: roleFor(email), now: clock.now() });
+            user = await users.insert(tx, { id: newId(), email, passwordHash, anonymous: false, role: 'user', now: clock.now() });
           }
           return openSession(tx, user, input);
         })
@@ -209,7 +211,7 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
         } else {
           // The verified email is recorded on the account only if no other account has it.
           const email = identity.email && !(await users.byEmail(tx, identity.email)) ? identity.email : null;
-          user = await users.insert(tx, { id: newId(), email, passwordHash: null, anonymous: false, role: roleFor(email), now: clock.now() });
+          user = await users.insert(tx, { id: newId(), email, passwordHash: null, anonymous: false, role: roleForVerified(email), now: clock.now() });
           await identities.link(tx, provider, identity.subject, user.id, identity.email);
         }
         if (!user) throw new LeveeError('invalid_id_token', 'The linked account no longer exists');

@@ -53,14 +53,18 @@ export const users = {
     ).rows[0]!;
   },
   /** Gives an anonymous account an email and password; the id (and so all its data) stays. */
-  async upgrade(q: Queryable, id: string, email: string, passwordHash: string, role: 'user' | 'admin') {
+  async upgrade(q: Queryable, id: string, email: string, passwordHash: string) {
     return (
       await q.query<UserRow>(
-        `UPDATE users SET email = $2, password_hash = $3, is_anonymous = false, role = $4, updated_at = now()
+        `UPDATE users SET email = $2, password_hash = $3, is_anonymous = false, updated_at = now()
           WHERE id = $1 AND is_anonymous RETURNING ${USER_COLS}`,
-        [id, email, passwordHash, role],
+        [id, email, passwordHash],
       )
     ).rows[0];
+  },
+  /** Sets the role of the account with this email; false if there is none. Takes effect at its next sign-in or refresh. */
+  async setRole(q: Queryable, email: string, role: 'user' | 'admin') {
+    return (await q.query('UPDATE users SET role = $2, updated_at = now() WHERE lower(email) = lower($1)', [email, role])).rowCount > 0;
   },
   async markNotAnonymous(q: Queryable, id: string) {
     await q.query('UPDATE users SET is_anonymous = false, updated_at = now() WHERE id = $1', [id]);

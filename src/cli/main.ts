@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { isBadValue, ROLES, SETTINGS, type Role } from '../config/settings.js';
 import { rotateSigningKey } from '../auth/keys.js';
+import { users } from '../auth/store.js';
 import { isLeveeError } from '../lib/errors.js';
 import { LeveeStartupError } from '../lib/startup-error.js';
 import { createLogger } from '../observability/logger.js';
@@ -16,6 +17,7 @@ Commands:
   start [--roles api,worker,push]   Start Levee (default: all roles in one process)
   migrate                           Apply database migrations and declared indexes, then exit
   keys rotate                       Make a new access-token signing key (old tokens stay valid)
+  admin grant|revoke <email>        Give or take the admin role of an account
   help, --help                      Show this help
 
 Configuration comes from environment variables and ${'`'}levee.config.json${'`'} (LEVEE_CONFIG).
@@ -72,6 +74,21 @@ async function main(argv: string[]): Promise<number> {
     }
     return 0;
   }
+  if (command === 'admin' && (positionals[1] === 'grant' || positionals[1] === 'revoke') && positionals[2]) {
+    const db = await openDatabase(config, logger);
+    try {
+      await migrateDatabase(db, config);
+      const role = positionals[1] === 'grant' ? 'admin' : 'user';
+      if (!(await users.setRole(db, positionals[2], role))) {
+        console.error(`levee: no account has the email ${positionals[2]}`);
+        return 1;
+      }
+      console.log(`${positionals[2]} is now ${role === 'admin' ? 'an admin' : 'a user'} (from its next sign-in or token refresh).`);
+    } finally {
+      await db.close();
+    }
+    return 0;
+  }
   if (command === 'start') {
     const roles: Role[] = config.roles;
     const running = await startLevee(config, roles, logger);
@@ -94,7 +111,7 @@ async function main(argv: string[]): Promise<number> {
   Data:     ${describeStorage(config)}${config.configFile ? `\n  Config:   ${config.configFile}` : ''}`);
     return -1; // keep running
   }
-  console.error(`levee: unknown command "${positionals.join(' ')}". Commands: start, migrate, keys rotate, help. Roles: ${ROLES.join(', ')}.`);
+  console.error(`levee: unknown command "${positionals.join(' ')}". Commands: start, migrate, keys rotate, admin grant|revoke <email>, help. Roles: ${ROLES.join(', ')}.`);
   return 2;
 }
 

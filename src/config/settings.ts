@@ -84,7 +84,7 @@ export const SETTINGS = {
   accessTokenTtlSeconds: { env: 'LEVEE_ACCESS_TOKEN_TTL_SECONDS', default: 900, doc: 'Lifetime of access tokens (JWT). Revoking a session takes effect for its access tokens within this time.', parse: int(30, 86_400) },
   sessionTtlDays: { env: 'LEVEE_SESSION_TTL_DAYS', default: 90, doc: 'A device session (and its refresh tokens) ends after this many days without use.', parse: int(1, 3650) },
   jwtIssuer: { env: 'LEVEE_JWT_ISSUER', default: 'levee', doc: '`iss` of access tokens.', parse: str },
-  adminEmails: { env: 'LEVEE_ADMIN_EMAILS', default: [] as string[], doc: 'Comma-separated emails that get the `admin` role when they sign up.', parse: (raw: unknown) => list(raw).map((e) => e.toLowerCase()) },
+  adminEmails: { env: 'LEVEE_ADMIN_EMAILS', default: [] as string[], doc: 'Comma-separated emails that get the `admin` role when they sign in with Apple or Google and the provider has verified the email. Password accounts are made admin with `levee admin grant <email>`.', parse: (raw: unknown) => list(raw).map((e) => e.toLowerCase()) },
   appleAudiences: { env: 'LEVEE_APPLE_AUDIENCES', default: [] as string[], doc: 'Sign in with Apple: accepted `aud` values (your bundle id / services id). Empty disables it.', parse: list },
   appleJwksUrl: { env: 'LEVEE_APPLE_JWKS_URL', default: 'https://appleid.apple.com/auth/keys', doc: "Sign in with Apple: Apple's JWKS.", parse: (raw: unknown) => url('https:', 'http:')(raw) ?? badValue('must not be empty') },
   appleIssuer: { env: 'LEVEE_APPLE_ISSUER', default: 'https://appleid.apple.com', doc: 'Sign in with Apple: expected `iss`.', parse: str },

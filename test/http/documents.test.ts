@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseListQuery } from '../../src/data/list-query.js';
 import { listSql } from '../../src/data/store.js';
-import { createTestApp, signUp, uniqueEmail, type TestApp } from '../support/app.js';
+import { createTestApp, makeAdmin, signUp, uniqueEmail, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
 
 const count = async (t: TestApp, collection: string) =>
@@ -15,6 +15,7 @@ for (const engine of await engines()) {
     let bob: Awaited<ReturnType<typeof signUp>>;
     const adminEmail = uniqueEmail('admin');
     before(async () => {
+      // The admin list must not make a password sign-up admin: only `levee admin grant` does.
       t = await createTestApp(engine, { overrides: { adminEmails: [adminEmail.toLowerCase()] } });
       alice = await signUp(t);
       bob = await signUp(t);
@@ -139,7 +140,10 @@ for (const engine of await engines()) {
 
       assert.equal((await t.call('POST', '/v1/collections/settings/documents', { token: alice.accessToken, body: { x: 1 } })).statusCode, 403);
       assert.equal((await t.call('GET', '/v1/collections/settings/documents', { token: alice.accessToken })).statusCode, 403);
-      const admin = await signUp(t, adminEmail);
+      const claimed = await signUp(t, adminEmail);
+      assert.equal(claimed.user.role, 'user', 'signing up with a listed email proves nothing about the mailbox');
+      assert.equal((await t.call('POST', '/v1/collections/settings/documents', { token: claimed.accessToken, body: { x: 1 } })).statusCode, 403);
+      const admin = await makeAdmin(t, claimed);
       assert.equal(admin.user.role, 'admin');
       assert.equal((await t.call('POST', '/v1/collections/settings/documents', { token: admin.accessToken, body: { x: 1 } })).statusCode, 201);
       // Admins may read and change owner-only documents.

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import type { InjectOptions } from 'fastify';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ERRORS } from '../../src/lib/errors.js';
-import { createTestApp, signUp, uniqueEmail, type TestApp } from '../support/app.js';
+import { createTestApp, makeAdmin, signUp, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
 
 // Property: whatever arrives — any route from the OpenAPI document plus the ops routes, any method,
@@ -73,12 +73,10 @@ for (const engine of await engines()) {
 
     before(async () => {
       jwks = await startJwksServer();
-      const adminEmail = uniqueEmail('admin');
       // Both providers configured against a local key set, so their routes verify (and refuse)
       // instead of answering 501 — and no request leaves the machine.
       t = await createTestApp(engine, {
         overrides: {
-          adminEmails: [adminEmail.toLowerCase()],
           appleAudiences: [PROVIDER_AUD],
           appleJwksUrl: jwks.url,
           googleAudiences: [PROVIDER_AUD],
@@ -87,7 +85,7 @@ for (const engine of await engines()) {
       });
       const alice = await signUp(t);
       const bob = await signUp(t);
-      const admin = await signUp(t, adminEmail);
+      const admin = await makeAdmin(t);
       const anon = (await t.call('POST', '/v1/auth/anonymous', { body: {} })).json();
       tokens.push(alice.accessToken, bob.accessToken, admin.accessToken, anon.accessToken);
       for (const [collection, token, body] of [

@@ -1,5 +1,6 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Logger } from 'pino';
+import { users } from '../../src/auth/store.js';
 import { parseCollections } from '../../src/config/collections.js';
 import type { Config } from '../../src/config/load.js';
 import { SETTINGS, type Settings } from '../../src/config/settings.js';
@@ -73,4 +74,13 @@ export async function signUp(t: TestApp, email = uniqueEmail(), password = 'corr
   const res = await t.call('POST', '/v1/auth/signup', { body: { email, password } });
   if (res.statusCode !== 201) throw new Error(`signup failed: ${res.statusCode} ${res.body}`);
   return { ...(res.json() as { user: { id: string; role: string; isAnonymous: boolean }; accessToken: string; refreshToken: string }), email, password };
+}
+
+/** What `levee admin grant <email>` does, then a fresh sign-in so the token carries the role. */
+export async function makeAdmin(t: TestApp, account?: { email: string; password: string }) {
+  const a = account ?? (await signUp(t, uniqueEmail('admin')));
+  if (!(await users.setRole(t.database.db, a.email, 'admin'))) throw new Error('no such account');
+  const res = await t.call('POST', '/v1/auth/signin', { body: { email: a.email, password: a.password } });
+  if (res.statusCode !== 200) throw new Error(`signin failed: ${res.statusCode} ${res.body}`);
+  return { ...(res.json() as { user: { id: string; role: string }; accessToken: string; refreshToken: string }), email: a.email, password: a.password };
 }
