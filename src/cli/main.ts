@@ -101,8 +101,9 @@ async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    // `on`, not `once`: a second signal must not restore the default handler and kill the drain.
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
     const url = running.url.replace('[::1]', 'localhost');
     // Without the api role only the ops endpoints are served: no API or docs links to mislead.
     const api = roles.includes('api') ? `\n  API:      ${url}/v1\n  Docs:     ${url}/docs` : '';

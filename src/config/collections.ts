@@ -11,13 +11,15 @@ export const ACCESS_RULES = ['public', 'authenticated', 'owner', 'admin'] as con
 export type AccessRule = (typeof ACCESS_RULES)[number];
 export type FieldType = 'text' | 'number' | 'boolean' | 'timestamp';
 
-/** Fields every document has, stored as columns rather than in `data`. */
-export const SYSTEM_FIELDS: Record<string, { column: string; type: FieldType }> = {
+const SYSTEM_FIELD_LIST: Record<string, { column: string; type: FieldType }> = {
   id: { column: 'id', type: 'text' },
   ownerId: { column: 'owner_id', type: 'text' },
   createdAt: { column: 'created_at', type: 'timestamp' },
   updatedAt: { column: 'updated_at', type: 'timestamp' },
 };
+/** Fields every document has, stored as columns rather than in `data`. A null-prototype object,
+ *  so names like `constructor` or `__proto__` do not look like system fields. */
+export const SYSTEM_FIELDS: Record<string, { column: string; type: FieldType } | undefined> = Object.assign(Object.create(null) as object, SYSTEM_FIELD_LIST);
 
 export interface IndexedField {
   name: string;

@@ -8,6 +8,8 @@ import { castOf, queryableField, type FieldRef } from './fields.js';
 // Only declared (indexed) fields may appear; every value travels as a bind parameter.
 
 export const MAX_LIMIT = 100;
+/** Longest value (JSON text, bytes) of an indexed data field: a btree entry has a size limit. */
+export const MAX_INDEXED_TEXT_BYTES = 1024;
 export const DEFAULT_LIMIT = 20;
 const OPS = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=', in: 'IN' } as const;
 type Op = keyof typeof OPS;
@@ -59,7 +61,8 @@ export const encodeCursor = (c: CursorBody): string => Buffer.from(JSON.stringif
 
 function decodeCursor(raw: string, sortKey: string, field: FieldRef): CursorBody {
   const invalid = new LeveeError('invalid_cursor');
-  if (raw.length > 512 || !/^[A-Za-z0-9_-]+$/.test(raw)) throw invalid;
+  // Sort values are at most MAX_INDEXED_TEXT_BYTES (enforced on write), so any cursor we issued fits.
+  if (raw.length > 4 * MAX_INDEXED_TEXT_BYTES + 256 || !/^[A-Za-z0-9_-]+$/.test(raw)) throw invalid;
   let c: Partial<CursorBody>;
   try {
     c = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Partial<CursorBody>;

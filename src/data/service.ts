@@ -1,13 +1,13 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Principal } from '../auth/access-tokens.js';
-import type { CollectionConfig } from '../config/collections.js';
+import { SYSTEM_FIELDS, type CollectionConfig } from '../config/collections.js';
 import type { Db, Queryable } from '../db/port.js';
 import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
 import { newId, UUID } from '../lib/ids.js';
 import { canRead, checkChange, checkCreate, readScope } from './access.js';
-import { cursorAfter, parseListQuery } from './list-query.js';
+import { cursorAfter, MAX_INDEXED_TEXT_BYTES, parseListQuery } from './list-query.js';
 import { documents, type DocumentRow } from './store.js';
 
 export interface PublicDocument {
@@ -67,9 +67,17 @@ export function createDocumentService(deps: { db: Db; clock: Clock; collections:
     if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new LeveeError('document_invalid', 'A document is a JSON object');
     const size = Buffer.byteLength(JSON.stringify(data));
     if (size > c.maxDocumentBytes) throw new LeveeError('payload_too_large', `A ${c.name} document is at most ${c.maxDocumentBytes} bytes (this one is ${size})`);
+    for (const f of c.indexes) {
+      if (!Object.hasOwn(data, f.name) || SYSTEM_FIELDS[f.name]) continue;
+      const value = (data as JsonObject)[f.name];
+      const bytes = Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
+      if (bytes > MAX_INDEXED_TEXT_BYTES) {
+        throw new LeveeError('document_invalid', `${f.name} is an indexed field: at most ${MAX_INDEXED_TEXT_BYTES} bytes (this one is ${bytes})`, { extra: { errors: [{ path: `/${f.name}`, message: 'too long for an indexed field' }] } });
+      }
+    }
     const v = validators.get(c.name);
     if (v && !v(data)) {
-      throw new LeveeError('document_invalid', ajv.errorsText(v.errors, { dataVar: 'document' }), {
+      throw new LeveeError('document_invalid', ajv.errorsText(v.errors?.slice(0, 20), { dataVar: 'document' }), {
         extra: { errors: (v.errors ?? []).slice(0, 20).map((e) => ({ path: e.instancePath || '/', message: e.message })) },
       });
     }

@@ -42,6 +42,9 @@ export interface MigrateResult {
 
 export async function migrate(db: Db, migrations = loadMigrations(), extraSql: string[] = []): Promise<MigrateResult> {
   return db.transaction(async (tx) => {
+    // Waiting for another process's migrations, or building an index on a big table, may take
+    // longer than the pool's statement_timeout: lift it for this transaction only.
+    await tx.exec('SET LOCAL statement_timeout = 0');
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await tx.exec(`CREATE TABLE IF NOT EXISTS levee_migrations (
       version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,

@@ -43,6 +43,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
+    // A client that trickles its request (headers and body) cannot hold a connection forever.
+    requestTimeout: 30_000,
     // A well-formed incoming X-Request-Id is kept (so a client or proxy can correlate), else a new one.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];

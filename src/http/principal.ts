@@ -12,7 +12,7 @@ declare module 'fastify' {
 export const authenticate = (tokens: AccessTokens) => async (req: FastifyRequest) => {
   const header = req.headers.authorization;
   if (header === undefined) return;
-  const m = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header);
+  const m = /^Bearer ([A-Za-z0-9_.-]+)$/i.exec(header);
   if (!m) throw new LeveeError('invalid_token', 'Authorization must be "Bearer <access token>"');
   req.principal = await tokens.verify(m[1]!);
 };

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import type { Role } from '../config/settings.js';
@@ -40,58 +41,75 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
   const clock = systemClock;
   const lifecycle: Lifecycle = { draining: false };
   const db = await openDatabase(config, logger);
+  // What has been started so far, undone in reverse if a later step fails (e.g. the port is taken).
+  const undo: (() => unknown)[] = [() => db.close()];
   try {
     const { applied } = await migrateDatabase(db, config);
     if (applied.length) logger.info({ applied }, 'migrations applied');
+    const metrics = createMetrics(roles);
+    const ops = createOps({ db, metrics, lifecycle, roles });
+    const services = await composeServices(config, db, clock);
+    undo.push(() => services.keys.stop());
+
+    const http = roles.includes('api')
+      ? await listenApi(await buildApp({ db, clock, logger, metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes }), config, logger)
+      : await listenOps(opsServer(ops), config);
+    undo.push(() => http.close(0));
+    const stoppers: (() => Promise<void>)[] = [];
+    if (roles.includes('worker')) stoppers.push(startWorker({ db, clock, logger }).stop);
+    if (roles.includes('push')) stoppers.push(startPush({ logger }).stop);
+
+    let stopping: Promise<void> | undefined;
+    const stop = (reason = 'stop') =>
+      (stopping ??= (async () => {
+        logger.info({ reason }, 'draining');
+        lifecycle.draining = true;
+        await http.close(config.shutdownGraceMs);
+        await Promise.all(stoppers.map((s) => s()));
+        services.keys.stop();
+        await db.close();
+        logger.info('stopped');
+      })());
+    return { url: http.url, stop };
   } catch (e) {
-    await db.close();
+    for (const step of undo.reverse()) await Promise.resolve(step()).catch(() => {});
     throw e;
   }
-  const metrics = createMetrics(roles);
-  const ops = createOps({ db, metrics, lifecycle, roles });
-  const services = await composeServices(config, db, clock);
-  const stoppers: (() => Promise<void>)[] = [];
-  if (roles.includes('worker')) stoppers.push(startWorker({ db, clock, logger }).stop);
-  if (roles.includes('push')) stoppers.push(startPush({ logger }).stop);
+}
 
-  let closeHttp: (graceMs: number) => Promise<void>;
-  let url: string;
-  if (roles.includes('api')) {
-    const app = await buildApp({ db, clock, logger, metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes });
-    url = await app.listen({ port: config.port, host: config.host });
-    closeHttp = async (graceMs) => {
+interface Listening {
+  url: string;
+  /** Stops accepting, lets in-flight requests finish for `graceMs`, then closes what is left. */
+  close(graceMs: number): Promise<void>;
+}
+
+async function listenApi(app: FastifyInstance, config: Config, logger: Logger): Promise<Listening> {
+  const url = await app.listen({ port: config.port, host: config.host });
+  return {
+    url,
+    async close(graceMs) {
       const force = setTimeout(() => {
         logger.warn({ graceMs }, 'grace period over: closing remaining connections');
         app.server.closeAllConnections();
       }, graceMs);
       await app.close();
       clearTimeout(force);
-    };
-  } else {
-    const server = opsServer(ops);
-    await new Promise<void>((ok, fail) => server.once('error', fail).listen(config.port, config.host, ok));
-    const addr = server.address();
-    url = `http://${config.host}:${typeof addr === 'object' && addr ? addr.port : config.port}`;
-    closeHttp = async (graceMs) => {
+    },
+  };
+}
+
+async function listenOps(server: Server, config: Config): Promise<Listening> {
+  await new Promise<void>((ok, fail) => server.once('error', fail).listen(config.port, config.host, ok));
+  const addr = server.address();
+  return {
+    url: `http://${config.host}:${typeof addr === 'object' && addr ? addr.port : config.port}`,
+    async close(graceMs) {
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       server.closeIdleConnections();
       await new Promise((ok) => server.close(ok));
       clearTimeout(force);
-    };
-  }
-
-  let stopping: Promise<void> | undefined;
-  const stop = (reason = 'stop') =>
-    (stopping ??= (async () => {
-      logger.info({ reason }, 'draining');
-      lifecycle.draining = true;
-      await closeHttp(config.shutdownGraceMs);
-      await Promise.all(stoppers.map((s) => s()));
-      services.keys.stop();
-      await db.close();
-      logger.info('stopped');
-    })());
-  return { url, stop };
+    },
+  };
 }
 
 export function describeStorage(config: Config): string {

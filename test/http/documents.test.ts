@@ -254,3 +254,53 @@ for (const engine of await engines()) {
     });
   });
 }
+
+for (const engine of await engines()) {
+  describe(`document limits on ${engine.name}`, { skip: engine.skip }, () => {
+    let t: TestApp;
+    let token: string;
+    before(async () => {
+      t = await createTestApp(engine, {
+        collections: { tags: { read: 'public', write: 'owner', indexes: ['label', 'constructor'], schema: { type: 'object', properties: { label: { type: 'string' } } } } },
+      });
+      token = (await signUp(t)).accessToken;
+    });
+    after(() => t.close());
+
+    it('an indexed field longer than an index entry allows is a 422, not a 500, and nothing is written', async () => {
+      const before = await count(t, 'tags');
+      const random = Array.from({ length: 2000 }, () => Math.random().toString(36).slice(2, 6)).join('');
+      const res = await t.call('POST', '/v1/collections/tags/documents', { token, body: { label: random } });
+      assert.equal(res.statusCode, 422, res.body);
+      assert.equal(res.json().code, 'document_invalid');
+      const nested = await t.call('POST', '/v1/collections/tags/documents', { token, body: { constructor: { blob: random } } });
+      assert.equal(nested.statusCode, 422, nested.body);
+      assert.equal(await count(t, 'tags'), before);
+    });
+
+    it('a field named like an Object.prototype member is an ordinary data field', async () => {
+      const res = await t.call('POST', '/v1/collections/tags/documents', { token, body: { constructor: 'x' } });
+      assert.equal(res.statusCode, 201, res.body);
+      const list = await t.call('GET', '/v1/collections/tags/documents?constructor=x');
+      assert.equal(list.statusCode, 200, list.body);
+      assert.equal(list.json().items.length, 1);
+    });
+
+    it('pages through long sort values (the cursor a page returns is accepted back)', async () => {
+      for (let i = 0; i < 3; i++) {
+        const label = `${String.fromCharCode(97 + i)}${'é'.repeat(500)}`;
+        assert.equal((await t.call('POST', '/v1/collections/tags/documents', { token, body: { label } })).statusCode, 201);
+      }
+      const first = await t.call('GET', '/v1/collections/tags/documents?sort=label&limit=1');
+      assert.equal(first.statusCode, 200);
+      const second = await t.call('GET', `/v1/collections/tags/documents?sort=label&limit=1&cursor=${first.json().nextCursor}`);
+      assert.equal(second.statusCode, 200, second.body);
+      assert.notEqual(second.json().items[0].id, first.json().items[0].id);
+    });
+
+    it('accepts the bearer scheme in any case', async () => {
+      const res = await t.call('GET', '/v1/auth/me', { headers: { authorization: `bearer ${token}` } });
+      assert.equal(res.statusCode, 200);
+    });
+  });
+}

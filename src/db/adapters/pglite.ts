@@ -13,7 +13,8 @@ type PgliteTx = Parameters<Parameters<PGlite['transaction']>[0]>[0];
 const txQueryable = (tx: PgliteTx): Queryable => ({
   query: async <T>(sql: string, params?: readonly unknown[]) => {
     const r = await tx.query<T>(sql, params as unknown[]);
-    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+    // pg reports the row count of a SELECT too; PGlite's affectedRows is 0 there.
+    return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
   },
   exec: (script) => tx.exec(script).then(() => undefined),
 });
