@@ -80,6 +80,16 @@ for (const engine of await engines()) {
       assert.equal(unknown.json().code, 'invalid_refresh_token');
     });
 
+    it('an app reopening after hours refreshes even though it still sends its expired access token', async () => {
+      const s = await signUp(t);
+      const stale = `${s.accessToken.slice(0, -4)}AAAA`; // any token that no longer verifies
+      assert.equal((await t.call('GET', '/v1/auth/me', { token: stale })).statusCode, 401);
+      const r = await t.call('POST', '/v1/auth/refresh', { token: stale, body: { refreshToken: s.refreshToken } });
+      assert.equal(r.statusCode, 200, r.body);
+      const signin = await t.call('POST', '/v1/auth/signin', { token: stale, body: { email: s.email, password: s.password } });
+      assert.equal(signin.statusCode, 200, signin.body);
+    });
+
     it('concurrent refreshes with one token: exactly one succeeds', async () => {
       const s = await signUp(t);
       const results = await Promise.all([1, 2, 3].map(() => t.call('POST', '/v1/auth/refresh', { body: { refreshToken: s.refreshToken } })));

@@ -219,7 +219,7 @@ for (const engine of await engines()) {
         { name: `${n} token writing a document`, method: 'POST', url: '/v1/collections/members/documents', token: () => forged[n]!, json: { x: 1 }, status: 401, code: 'invalid_token' },
         { name: `${n} token deleting Alice's post`, method: 'DELETE', url: () => `${posts}/${alicePost.id}`, token: () => forged[n]!, status: 401, code: 'invalid_token' },
       ]),
-      { name: 'a bad token on a public route', method: 'POST', url: '/v1/auth/anonymous', authorization: () => `Bearer ${forged.flippedSignature}`, json: {}, status: 401, code: 'invalid_token' },
+      { name: 'a bad token on a public route', method: 'GET', url: posts, authorization: () => `Bearer ${forged.flippedSignature}`, status: 401, code: 'invalid_token' },
       { name: 'Basic credentials', method: 'GET', url: '/v1/auth/me', authorization: () => `Basic ${b64('alice:secret')}`, status: 401, code: 'invalid_token' },
       { name: 'Bearer with no token', method: 'GET', url: '/v1/auth/me', authorization: () => 'Bearer ', status: 401, code: 'invalid_token' },
       { name: 'two tokens', method: 'GET', url: '/v1/auth/me', authorization: () => `Bearer ${alice.accessToken} ${alice.accessToken}`, status: 401, code: 'invalid_token' },

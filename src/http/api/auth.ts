@@ -39,12 +39,13 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
     return reply.code(201).send(await auth.signUp({ email, password, ...device(req, deviceName) }, req.principal));
   });
 
-  app.post('/signin', { schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401) } } }, async (req) => {
+  app.post('/signin', { config: { ignoreAuthorization: true }, schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401) } } }, async (req) => {
     const { email, password, deviceName } = req.body;
     return auth.signIn({ email, password, ...device(req, deviceName) });
   });
 
   app.post('/anonymous', {
+    config: { ignoreAuthorization: true },
     schema: { tags, summary: "An anonymous account for a device's first launch", body: Type.Optional(Type.Object({ deviceName: DeviceName })), response: { 201: SignedIn } },
     // The body is optional: a bodyless POST is validated as an empty object, not refused.
     preValidation: async (req) => {
@@ -53,6 +54,7 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
   }, async (req, reply) => reply.code(201).send(await auth.anonymous(device(req, req.body?.deviceName))));
 
   app.post('/refresh', {
+    config: { ignoreAuthorization: true },
     schema: { tags, summary: 'Exchange a refresh token for new tokens (each refresh token works once)', body: Type.Object({ refreshToken: Type.String({ maxLength: 256 }) }), response: { 200: SignedIn, ...problems(400, 401) } },
   }, async (req) => auth.refresh(req.body.refreshToken));
 
