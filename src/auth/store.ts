@@ -123,6 +123,16 @@ export interface RefreshLookup {
   session_active: boolean;
 }
 
+/** Housekeeping: what no longer serves any purpose. Returns the number of rows removed. */
+export async function purgeEndedSessions(q: Queryable, now: Date): Promise<number> {
+  const day = 86_400_000;
+  // Ended sessions stay 30 days (so "signed out / revoked" still shows why), then go with their tokens.
+  const ended = await q.query('DELETE FROM sessions WHERE revoked_at < $1 OR expires_at < $1', [new Date(now.getTime() - 30 * day)]);
+  // Used refresh tokens are what detects a replay; after 7 days a replay is simply unknown (401).
+  const used = await q.query('DELETE FROM refresh_tokens WHERE used_at < $1', [new Date(now.getTime() - 7 * day)]);
+  return ended.rowCount + used.rowCount;
+}
+
 export const refreshTokens = {
   async insert(q: Queryable, hash: string, sessionId: string) {
     await q.query('INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)', [hash, sessionId]);

@@ -1,25 +1,25 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db/port.js';
+import { purgeEndedSessions } from '../auth/store.js';
 import { purgeExpiredIdempotencyKeys } from '../data/idempotency.js';
 import type { Clock } from '../lib/clock.js';
 
 // The worker role: background work off the request path. For now, housekeeping: expired
-// idempotency records and refresh tokens of sessions that ended. (Jobs arrive with the queue.)
+// idempotency records, ended sessions and old used refresh tokens. (Jobs arrive with the queue.)
+
+export async function housekeeping(db: Db, now: Date) {
+  return { idempotencyKeys: await purgeExpiredIdempotencyKeys(db, now), sessionsAndTokens: await purgeEndedSessions(db, now) };
+}
 
 export function startWorker(deps: { db: Db; clock: Clock; logger: Logger; everyMs?: number }) {
   const log = deps.logger.child({ role: 'worker' });
   let running: Promise<void> | undefined;
-  async function housekeeping() {
-    const now = deps.clock.now();
-    const keys = await purgeExpiredIdempotencyKeys(deps.db, now);
-    const tokens = (await deps.db.query(
-      `DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE revoked_at < $1 OR expires_at < $1)`,
-      [new Date(now.getTime() - 86_400_000)],
-    )).rowCount;
-    if (keys + tokens > 0) log.info({ idempotencyKeys: keys, refreshTokens: tokens }, 'housekeeping purged expired records');
+  async function purge() {
+    const purged = await housekeeping(deps.db, deps.clock.now());
+    if (purged.idempotencyKeys + purged.sessionsAndTokens > 0) log.info(purged, 'housekeeping purged expired records');
   }
   const tick = () => {
-    running ??= housekeeping()
+    running ??= purge()
       .catch((err: Error) => log.warn({ err: err.message }, 'housekeeping failed; will retry'))
       .finally(() => (running = undefined));
   };
