@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SYSTEM_FIELDS, type CollectionConfig, type FieldType, type IndexedField } from '../config/collections.js';
 
 // How a document field is addressed in SQL. Index DDL and list queries both use `fieldSql`, so an
@@ -33,7 +34,17 @@ export function queryableField(c: CollectionConfig, name: string): FieldRef | un
   return { name: f.name, type: f.type, sql: fieldSql(f), nullable: !SYSTEM_FIELDS[f.name] || f.name === 'ownerId' };
 }
 
+/**
+ * The index's name: readable, plus a hash of what it indexes, so `user`.`profile_name` and
+ * `user_profile`.`name` cannot collide, a changed field type gets a new index, and the name stays
+ * within PostgreSQL's 63 bytes.
+ */
+export function indexName(c: CollectionConfig, f: IndexedField): string {
+  const hash = createHash('sha1').update(`${c.name}\0${fieldSql(f)}`).digest('hex').slice(0, 8);
+  return `doc_${c.name}_${f.name}`.slice(0, 54) + `_${hash}`;
+}
+
 /** Idempotent DDL for a collection's declared indexes: partial indexes, one per field. */
 export function indexDdl(c: CollectionConfig): string[] {
-  return c.indexes.map((f) => `CREATE INDEX IF NOT EXISTS "doc_${c.name}_${f.name}" ON documents (${fieldSql(f)}, id) WHERE collection = '${c.name}'`);
+  return c.indexes.map((f) => `CREATE INDEX IF NOT EXISTS "${indexName(c, f)}" ON documents (${fieldSql(f)}, id) WHERE collection = '${c.name}'`);
 }
