@@ -1,21 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 // Child processes, /proc readings and small HTTP helpers for the benchmarks. Every wait is bounded.
 
 export const REPO = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
 
-/** A TCP port nobody listens on right now (loopback). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((ok, fail) => srv.once('error', fail).listen(0, '127.0.0.1', ok));
-  const addr = srv.address();
-  await new Promise((ok) => srv.close(ok));
-  if (typeof addr !== 'object' || !addr) throw new Error('no free port');
-  return addr.port;
-}
+export { freePort } from '../test/support/process.js';
 
 export interface Child {
   name: string;

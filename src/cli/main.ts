@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import { isBadValue, ROLES, SETTINGS, type Role } from '../config/settings.js';
+import { ROLES, SETTINGS, type Role } from '../config/settings.js';
 import { rotateSigningKey } from '../auth/keys.js';
 import { users } from '../auth/store.js';
 import { isLeveeError } from '../lib/errors.js';
@@ -24,26 +24,6 @@ Configuration comes from environment variables and ${'`'}levee.config.json${'`'}
 Main settings: ${Object.values(SETTINGS).slice(0, 6).map((s) => s.env).join(', ')}.
 Every setting: docs/configuration.md`;
 
-/** The configuration, with `--roles` checked like every other setting (one line per problem). */
-function loadCliConfig(rolesFlag: string | undefined) {
-  let roles: Role[] | undefined;
-  let rolesError: string | undefined;
-  try {
-    if (rolesFlag !== undefined) roles = SETTINGS.roles.parse(rolesFlag);
-  } catch (e) {
-    if (!isBadValue(e)) throw e;
-    rolesError = `--roles ${e.message}`;
-  }
-  try {
-    const config = loadConfig(process.env, roles ? { roles } : {});
-    if (rolesError) throw new LeveeStartupError(rolesError);
-    return config;
-  } catch (e) {
-    if (rolesError && e instanceof LeveeStartupError && e.message !== rolesError) throw new LeveeStartupError(`${rolesError}\n${e.message}`);
-    throw e;
-  }
-}
-
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { roles: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   const command = positionals[0] ?? 'help';
@@ -51,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const config = loadCliConfig(values.roles);
+  const config = loadConfig(process.env, {}, values.roles !== undefined ? { roles: values.roles } : {});
   const logger = createLogger(config.logLevel);
 
   if (command === 'migrate') {

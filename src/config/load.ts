@@ -13,10 +13,11 @@ export interface Config extends Settings {
 type Env = Record<string, string | undefined>;
 
 /**
- * Builds the configuration: defaults ← config file (settings by their camelCase key) ← environment.
+ * Builds the configuration: defaults ← config file (settings by their camelCase key) ← environment
+ * ← command-line flags (raw strings, e.g. `--roles`). `overrides` are already-parsed values (tests).
  * Collects every problem and throws one LeveeStartupError with one line per bad setting.
  */
-export function loadConfig(env: Env = process.env, overrides: Partial<Settings> = {}): Config {
+export function loadConfig(env: Env = process.env, overrides: Partial<Settings> = {}, flags: Partial<Record<keyof Settings, string>> = {}): Config {
   const errors: string[] = [];
   const configPath = env.LEVEE_CONFIG ?? './levee.config.json';
   let file: Record<string, unknown> = {};
@@ -39,9 +40,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Settings> 
 
   const settings: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(SETTINGS)) {
-    const fromEnv = env[s.env];
-    const raw = fromEnv !== undefined && fromEnv !== '' ? fromEnv : file[key];
-    const source = fromEnv !== undefined && fromEnv !== '' ? s.env : `${s.env} (${configPath}: ${key})`;
+    const fromFlag = flags[key as keyof Settings];
+    const fromEnv = env[s.env] === '' ? undefined : env[s.env];
+    const raw = fromFlag ?? fromEnv ?? file[key];
+    const source = fromFlag !== undefined ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : fromEnv !== undefined ? s.env : `${s.env} (${configPath}: ${key})`;
     if (key in overrides) {
       settings[key] = (overrides as Record<string, unknown>)[key];
     } else if (raw === undefined) {

@@ -27,7 +27,7 @@ export interface ListQuery {
 const bad = (detail: string) => new LeveeError('invalid_filter', detail);
 
 function parseValue(field: FieldRef, raw: string): unknown {
-  if (raw.length > 1024) throw bad(`The value for ${field.name} is too long`);
+  if (raw.length > MAX_INDEXED_TEXT_BYTES) throw bad(`The value for ${field.name} is too long`);
   if (raw.includes('\u0000')) throw bad(`The value for ${field.name} contains U+0000`);
   switch (field.type as FieldType) {
     case 'number': {
@@ -59,7 +59,8 @@ interface CursorBody {
 
 export const encodeCursor = (c: CursorBody): string => Buffer.from(JSON.stringify(c)).toString('base64url');
 
-function decodeCursor(raw: string, sortKey: string, field: FieldRef): CursorBody {
+/** The cursor's position: the sort value (normalised, as a bind value) and the id. */
+function decodeCursor(raw: string, sortKey: string, field: FieldRef): { value: unknown; id: string } {
   const invalid = new LeveeError('invalid_cursor');
   // Sort values are at most MAX_INDEXED_TEXT_BYTES (enforced on write), so any cursor we issued fits.
   if (raw.length > 4 * MAX_INDEXED_TEXT_BYTES + 256 || !/^[A-Za-z0-9_-]+$/.test(raw)) throw invalid;
@@ -74,20 +75,20 @@ function decodeCursor(raw: string, sortKey: string, field: FieldRef): CursorBody
   const expected = field.type === 'number' ? 'number' : field.type === 'boolean' ? 'boolean' : 'string';
   if (typeof c.v !== expected) throw invalid;
   try {
-    parseValue(field, String(c.v));
+    // Normalised, not raw: Date parses forms PostgreSQL does not (e.g. "2020-02-30").
+    return { value: parseValue(field, String(c.v)), id: c.id };
   } catch {
     throw invalid;
   }
-  return c as CursorBody;
 }
 
 export function parseListQuery(c: CollectionConfig, query: Record<string, unknown>): ListQuery {
   const where: string[] = [];
   const params: unknown[] = [];
-  const param = (v: unknown, field: FieldRef | FieldType) => {
+  const param = (v: unknown, field: FieldRef) => {
     params.push(v);
     // id and ownerId are uuid columns: a text parameter would not compare with them.
-    const cast = typeof field === 'string' ? castOf(field) : field.name === 'id' || field.name === 'ownerId' ? 'uuid' : castOf(field.type);
+    const cast = field.name === 'id' || field.name === 'ownerId' ? 'uuid' : castOf(field.type);
     return `$${params.length}::${cast}`;
   };
 
@@ -130,10 +131,7 @@ export function parseListQuery(c: CollectionConfig, query: Record<string, unknow
   if (query.cursor !== undefined) {
     if (typeof query.cursor !== 'string') throw new LeveeError('invalid_cursor');
     const cur = decodeCursor(query.cursor, sortRaw, sortField);
-    // The normalised value, not the raw one: Date parses forms PostgreSQL does not (e.g. "2020-02-30").
-    const v = param(parseValue(sortField, String(cur.v)), sortField);
-    const id = param(cur.id, 'text');
-    where.push(`(${sortField.sql}, id) ${desc ? '<' : '>'} (${v}, ${id}::uuid)`);
+    where.push(`(${sortField.sql}, id) ${desc ? '<' : '>'} (${param(cur.value, sortField)}, ${param(cur.id, queryableField(c, 'id')!)})`);
   }
 
   const dir = desc ? 'DESC' : 'ASC';

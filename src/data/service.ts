@@ -41,6 +41,20 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
+/** Values of indexed data fields must fit a btree index entry (else PostgreSQL refuses the row). */
+function checkIndexedValues(c: CollectionConfig, data: JsonObject): void {
+  for (const f of c.indexes) {
+    if (SYSTEM_FIELDS[f.name] || !Object.hasOwn(data, f.name)) continue;
+    const value = data[f.name];
+    const bytes = Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
+    if (bytes > MAX_INDEXED_TEXT_BYTES) {
+      throw new LeveeError('document_invalid', `${f.name} is an indexed field: at most ${MAX_INDEXED_TEXT_BYTES} bytes (this one is ${bytes})`, {
+        extra: { errors: [{ path: `/${f.name}`, message: 'too long for an indexed field' }] },
+      });
+    }
+  }
+}
+
 export interface WriteOptions {
   /** Version from If-Match; the write fails with 412 if the document has moved on. */
   ifMatch?: number | undefined;
@@ -67,18 +81,12 @@ export function createDocumentService(deps: { db: Db; clock: Clock; collections:
     if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new LeveeError('document_invalid', 'A document is a JSON object');
     const size = Buffer.byteLength(JSON.stringify(data));
     if (size > c.maxDocumentBytes) throw new LeveeError('payload_too_large', `A ${c.name} document is at most ${c.maxDocumentBytes} bytes (this one is ${size})`);
-    for (const f of c.indexes) {
-      if (!Object.hasOwn(data, f.name) || SYSTEM_FIELDS[f.name]) continue;
-      const value = (data as JsonObject)[f.name];
-      const bytes = Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
-      if (bytes > MAX_INDEXED_TEXT_BYTES) {
-        throw new LeveeError('document_invalid', `${f.name} is an indexed field: at most ${MAX_INDEXED_TEXT_BYTES} bytes (this one is ${bytes})`, { extra: { errors: [{ path: `/${f.name}`, message: 'too long for an indexed field' }] } });
-      }
-    }
+    checkIndexedValues(c, data as JsonObject);
     const v = validators.get(c.name);
     if (v && !v(data)) {
-      throw new LeveeError('document_invalid', ajv.errorsText(v.errors?.slice(0, 20), { dataVar: 'document' }), {
-        extra: { errors: (v.errors ?? []).slice(0, 20).map((e) => ({ path: e.instancePath || '/', message: e.message })) },
+      const errors = (v.errors ?? []).slice(0, 20);
+      throw new LeveeError('document_invalid', ajv.errorsText(errors, { dataVar: 'document' }), {
+        extra: { errors: errors.map((e) => ({ path: e.instancePath || '/', message: e.message })) },
       });
     }
     return data as JsonObject;

@@ -19,8 +19,14 @@ const json = (status: number, body: unknown): OpsResponse => ({ status, contentT
 
 export function createOps(deps: { db: Db; metrics: Metrics; lifecycle: Lifecycle; roles: string[] }) {
   let migrated = false;
-  const withTimeout = <T>(p: Promise<T>, ms: number) =>
-    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref())]);
+  const withTimeout = async <T>(p: Promise<T>, ms: number): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   return {
     /** True from the moment shutdown starts. */
