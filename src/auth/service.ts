@@ -3,9 +3,10 @@ import { sqlState, SQLSTATE } from '../db/port.js';
 import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
 import { newId, newSecret, sha256 } from '../lib/ids.js';
+import type { SignInThrottle } from '../protection/brute-force.js';
 import type { AccessTokens, Principal } from './access-tokens.js';
 import type { IdTokenVerifier } from './id-tokens.js';
-import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.js';
+import type { PasswordHasher } from './passwords.js';
 import { identities, refreshTokens, sessions, users, type SessionRow, type UserRow } from './store.js';
 
 export interface AuthConfig {
@@ -64,7 +65,7 @@ export function checkPasswordStrength(password: string): void {
   if (new Set(password).size < 4) throw new LeveeError('weak_password', 'A password needs at least 4 different characters');
 }
 
-export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTokens; config: AuthConfig; apple: IdTokenVerifier; google: IdTokenVerifier }) {
+export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTokens; passwords: PasswordHasher; config: AuthConfig; apple: IdTokenVerifier; google: IdTokenVerifier; signInThrottle?: SignInThrottle }) {
   const { db, clock, tokens, config } = deps;
   const ttlMs = config.sessionTtlDays * 86_400_000;
   // Only an email an identity provider has verified can earn the admin role: a password sign-up
@@ -101,7 +102,7 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
       const email = input.email.trim();
       if (!EMAIL.test(email)) throw new LeveeError('validation_failed', 'email is not a valid address');
       checkPasswordStrength(input.password);
-      const passwordHash = await hashPassword(input.password);
+      const passwordHash = await deps.passwords.hash(input.password);
       return db
         .transaction(async (tx) => {
           let user: UserRow | undefined;
@@ -117,12 +118,20 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
     },
 
     async signIn(input: { email: string; password: string } & Device): Promise<SignedIn> {
+      // Brute-force protection first: a blocked account or IP costs no database read and no hash.
+      const throttle = deps.signInThrottle;
+      await throttle?.check(input.email, input.ip);
+      const rejected = async () => {
+        await throttle?.failed(input.email, input.ip);
+        return new LeveeError('invalid_credentials');
+      };
       const user = await users.byEmail(db, input.email.trim());
       if (!user?.password_hash) {
-        await burnPasswordCheck(input.password);
-        throw new LeveeError('invalid_credentials');
+        await deps.passwords.burn(input.password);
+        throw await rejected();
       }
-      if (!(await verifyPassword(user.password_hash, input.password))) throw new LeveeError('invalid_credentials');
+      if (!(await deps.passwords.verify(user.password_hash, input.password))) throw await rejected();
+      await throttle?.succeeded(input.email);
       return db.transaction((tx) => openSession(tx, user, input));
     },
 
@@ -184,9 +193,9 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
     /** Changes the password and signs out every other device. */
     async changePassword(caller: Principal, currentPassword: string, newPassword: string): Promise<void> {
       const user = await users.byId(db, caller.userId);
-      if (!user?.password_hash || !(await verifyPassword(user.password_hash, currentPassword))) throw new LeveeError('invalid_credentials', 'The current password is wrong');
+      if (!user?.password_hash || !(await deps.passwords.verify(user.password_hash, currentPassword))) throw new LeveeError('invalid_credentials', 'The current password is wrong');
       checkPasswordStrength(newPassword);
-      const hash = await hashPassword(newPassword);
+      const hash = await deps.passwords.hash(newPassword);
       await db.transaction(async (tx) => {
         await users.setPassword(tx, user.id, hash);
         await sessions.revokeAllExcept(tx, user.id, caller.sessionId, 'password_changed');

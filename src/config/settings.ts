@@ -45,6 +45,14 @@ const url = (...protocols: string[]): Parser<string | undefined> => (raw) => {
   return s;
 };
 
+const onOff: Parser<boolean> = (raw) => {
+  if (typeof raw === 'boolean') return raw;
+  const s = str(raw).toLowerCase();
+  if (['on', 'true', '1', 'yes'].includes(s)) return true;
+  if (['off', 'false', '0', 'no'].includes(s)) return false;
+  return badValue(`must be on or off, got "${s}"`);
+};
+
 const list = (raw: unknown): string[] =>
   Array.isArray(raw) ? raw.map(str).filter(Boolean) : str(raw).split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -74,6 +82,31 @@ export const SETTINGS = {
     doc: 'A `redis://` URL for shared state across instances (rate limits, realtime fan-out, job queue).',
     parse: url('redis:', 'rediss:'),
   },
+  redisCommandTimeoutMs: { env: 'LEVEE_REDIS_COMMAND_TIMEOUT_MS', default: 100, doc: 'Longest wait for one Redis reply. Past it (or while Redis is unreachable) rate limits and sign-in throttling decide per process: a request never waits on Redis longer than this.', parse: int(5, 10_000) },
+  redisKeyPrefix: { env: 'LEVEE_REDIS_KEY_PREFIX', default: 'levee:', doc: 'Prefix of every Redis key Levee writes, so deployments can share one Redis.', parse: str },
+  trustProxy: {
+    env: 'LEVEE_TRUST_PROXY',
+    default: false as boolean | number | string[],
+    doc: 'Behind a load balancer or reverse proxy, take the client IP (used by per-IP rate limits, sign-in throttling and session records) from `X-Forwarded-For`: `on` trusts every hop, a number trusts that many hops, a comma-separated list trusts those addresses/CIDRs. `off` uses the TCP peer address — behind a proxy that is the proxy, and every client shares one per-IP limit.',
+    parse: (raw: unknown): boolean | number | string[] => {
+      const s = str(raw).toLowerCase();
+      if (['off', 'false', 'no', '0', ''].includes(s)) return false;
+      if (['on', 'true', 'yes'].includes(s)) return true;
+      if (/^\d+$/.test(s)) return int(1, 100)(s);
+      return list(raw);
+    },
+  },
+  rateLimitIpPerMinute: { env: 'LEVEE_RATE_LIMIT_IP_PER_MINUTE', default: 1200, doc: 'Requests per minute per client IP (an IPv6 /64 counts as one) on `/v1`, checked before authentication. A token bucket: this is the refill rate.', parse: int(1, 10_000_000) },
+  rateLimitIpBurst: { env: 'LEVEE_RATE_LIMIT_IP_BURST', default: 600, doc: 'Requests a client IP may send at once after a quiet period (the bucket size).', parse: int(1, 10_000_000) },
+  rateLimitUserPerMinute: { env: 'LEVEE_RATE_LIMIT_USER_PER_MINUTE', default: 600, doc: 'Requests per minute per signed-in user on `/v1`, checked after authentication; callers without a token count by IP.', parse: int(1, 10_000_000) },
+  rateLimitUserBurst: { env: 'LEVEE_RATE_LIMIT_USER_BURST', default: 300, doc: 'Requests a user may send at once after a quiet period (the bucket size).', parse: int(1, 10_000_000) },
+  rateLimitSignupPerMinute: { env: 'LEVEE_RATE_LIMIT_SIGNUP_PER_MINUTE', default: 20, doc: 'Sign-ups per minute per client IP (each hashes a password); the burst is the same number.', parse: int(1, 1_000_000) },
+  rateLimitAnonymousPerMinute: { env: 'LEVEE_RATE_LIMIT_ANONYMOUS_PER_MINUTE', default: 60, doc: 'Anonymous accounts created per minute per client IP; the burst is the same number. Raise it when many first launches share an address (carrier NAT, events).', parse: int(1, 1_000_000) },
+  rateLimitPasswordChangePerMinute: { env: 'LEVEE_RATE_LIMIT_PASSWORD_CHANGE_PER_MINUTE', default: 5, doc: 'Password changes per minute per user (each checks and hashes a password); the burst is the same number.', parse: int(1, 1_000_000) },
+  signInAccountFailures: { env: 'LEVEE_SIGNIN_ACCOUNT_FAILURES', default: 10, doc: 'Failed password sign-ins for one account (email) within the window that block it: further attempts get 429 `too_many_sign_in_attempts`, before any password check, for one window from the failure that reached the limit. A successful sign-in clears the count.', parse: int(1, 1_000_000) },
+  signInAccountWindowMinutes: { env: 'LEVEE_SIGNIN_ACCOUNT_WINDOW_MINUTES', default: 15, doc: 'Window over which an account\'s failed sign-ins are counted, and how long a blocked account stays blocked.', parse: int(1, 10_080) },
+  signInIpFailures: { env: 'LEVEE_SIGNIN_IP_FAILURES', default: 100, doc: 'Failed password sign-ins from one client IP (any accounts) within the window that block sign-in from it.', parse: int(1, 1_000_000) },
+  signInIpWindowMinutes: { env: 'LEVEE_SIGNIN_IP_WINDOW_MINUTES', default: 60, doc: 'Window over which an IP\'s failed sign-ins are counted, and how long a blocked IP stays blocked.', parse: int(1, 10_080) },
   roles: { env: 'LEVEE_ROLES', default: [...ROLES] as Role[], doc: 'Process roles to run, comma-separated: `api`, `worker`, `push`. `levee start --roles` overrides it.', parse: roles },
   dbPoolSize: { env: 'LEVEE_DB_POOL_SIZE', default: 10, doc: 'PostgreSQL: most connections per process.', parse: int(1, 1000) },
   dbAcquireTimeoutMs: { env: 'LEVEE_DB_ACQUIRE_TIMEOUT_MS', default: 2000, doc: 'PostgreSQL: longest wait for a free pooled connection before answering 503.', parse: int(1, 600_000) },
@@ -90,6 +123,22 @@ export const SETTINGS = {
   appleIssuer: { env: 'LEVEE_APPLE_ISSUER', default: 'https://appleid.apple.com', doc: 'Sign in with Apple: expected `iss`.', parse: str },
   googleAudiences: { env: 'LEVEE_GOOGLE_AUDIENCES', default: [] as string[], doc: 'Sign in with Google: accepted `aud` values (your OAuth client ids). Empty disables it.', parse: list },
   googleJwksUrl: { env: 'LEVEE_GOOGLE_JWKS_URL', default: 'https://www.googleapis.com/oauth2/v3/certs', doc: "Sign in with Google: Google's JWKS.", parse: (raw: unknown) => url('https:', 'http:')(raw) ?? badValue('must not be empty') },
+  protection: {
+    env: 'LEVEE_PROTECTION',
+    default: true,
+    doc: '`off` removes admission control, rate limits and the event-loop guard (for benchmarks that compare against an unprotected server). Deadlines, breakers and bounded pools always stay.',
+    parse: onOff,
+  },
+  requestDeadlineMs: { env: 'LEVEE_REQUEST_DEADLINE_MS', default: 5000, doc: 'Default budget of a request (routes may declare less): waiting for admission, the database and outbound calls all come out of it. Past it the request gets 504 `timeout`.', parse: int(50, 600_000) },
+  requestDeadlineMaxMs: { env: 'LEVEE_REQUEST_DEADLINE_MAX_MS', default: 30_000, doc: 'Upper bound on any route\'s declared deadline.', parse: int(50, 3_600_000) },
+  maxEventLoopDelayMs: { env: 'LEVEE_MAX_EVENT_LOOP_DELAY_MS', default: 1000, doc: 'Last line of defence (@fastify/under-pressure): while the mean event-loop delay is above this, requests get 503. 0 disables it.', parse: int(0, 60_000) },
+  admissionInitialLimit: { env: 'LEVEE_ADMISSION_INITIAL_LIMIT', default: 32, doc: 'Admission control: concurrent requests allowed at start, before the limit adapts to measured latency.', parse: int(1, 100_000) },
+  admissionMinLimit: { env: 'LEVEE_ADMISSION_MIN_LIMIT', default: 8, doc: 'Admission control: the adaptive limit never goes below this.', parse: int(1, 100_000) },
+  admissionMaxLimit: { env: 'LEVEE_ADMISSION_MAX_LIMIT', default: 256, doc: 'Admission control: the adaptive limit never goes above this.', parse: int(1, 100_000) },
+  admissionQueueSize: { env: 'LEVEE_ADMISSION_QUEUE_SIZE', default: 128, doc: 'Admission control: requests that may wait for a slot; past it, the lowest-priority waiter is shed (503).', parse: int(0, 100_000) },
+  admissionQueueWaitMs: { env: 'LEVEE_ADMISSION_QUEUE_WAIT_MS', default: 100, doc: 'Admission control: longest wait in the queue for `default` requests; `critical` may wait 3× this, `sheddable` a quarter.', parse: int(1, 60_000) },
+  passwordHashConcurrency: { env: 'LEVEE_PASSWORD_HASH_CONCURRENCY', default: 0, doc: 'Password hashes (argon2id, ~20 ms of CPU each) computed at once; 0 means half the CPU cores (at least 1), so a sign-in storm cannot take the CPU from other requests.', parse: int(0, 256) },
+  passwordHashQueue: { env: 'LEVEE_PASSWORD_HASH_QUEUE', default: 32, doc: 'Sign-ins and sign-ups that may wait for a hashing slot; past it they get 503 with Retry-After.', parse: int(0, 100_000) },
   googleIssuers: { env: 'LEVEE_GOOGLE_ISSUERS', default: ['https://accounts.google.com', 'accounts.google.com'], doc: 'Sign in with Google: accepted `iss` values.', parse: list },
 } satisfies Record<string, Setting<unknown>>;
 

@@ -12,12 +12,15 @@ import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
 import { newSecret } from '../lib/ids.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { RateLimits } from '../protection/rate-limits.js';
 import type { Ops, OpsResponse } from '../roles/ops.js';
 import { authRoutes } from './api/auth.js';
 import { documentRoutes } from './api/documents.js';
 import { checkBody } from './body-guard.js';
 import { authenticate } from './principal.js';
+import { installProtection, type ProtectionOptions } from './protection.js';
 import { sendProblem } from './problem.js';
+import { limitByIp, limitByUserAndRoute } from './rate-limit.js';
 import { Problem } from './schemas.js';
 
 export interface AppDeps {
@@ -30,7 +33,12 @@ export interface AppDeps {
   tokens: AccessTokens;
   auth: AuthService;
   docs: DocumentService;
+  protection: ProtectionOptions;
   bodyLimitBytes: number;
+  /** Per-IP, per-user and per-route rate limits; undefined when LEVEE_PROTECTION is off. */
+  rateLimits?: RateLimits | undefined;
+  /** Fastify's trustProxy (LEVEE_TRUST_PROXY): where the client IP comes from behind a proxy. */
+  trustProxy?: boolean | number | string[];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -43,6 +51,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes,
+    // A number of hops becomes the function Fastify would make of it (its typings refuse the union).
+    trustProxy: typeof deps.trustProxy === 'number' ? ((hops: number) => (_addr: string, i: number) => i < hops)(deps.trustProxy) : (deps.trustProxy ?? false),
     // A client that trickles its request (headers and body) cannot hold a connection forever.
     requestTimeout: 30_000,
     // A well-formed incoming X-Request-Id is kept (so a client or proxy can correlate), else a new one.
@@ -81,6 +91,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') return sendProblem(new LeveeError('draining'), req, reply);
     }
   });
+  // Deadlines, admission control and the event-loop guard; before any route is registered.
+  await installProtection(app, deps.protection);
   app.addHook('preValidation', async (req) => {
     if (req.body !== undefined) checkBody(req.body);
   });
@@ -99,15 +111,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { unprotected: true } }, async () => app.swagger());
 
   const opsRoute = (get: () => Promise<OpsResponse>) => async (_req: FastifyRequest, reply: FastifyReply) => {
     const r = await get();
     return reply.code(r.status).type(r.contentType).send(r.body);
   };
-  app.get('/healthz', { schema: { hide: true } }, opsRoute(deps.ops.healthz));
-  app.get('/readyz', { schema: { hide: true } }, opsRoute(deps.ops.readyz));
-  app.get('/metrics', { schema: { hide: true } }, opsRoute(deps.ops.metrics));
+  // Probes answer even when the API sheds load: an overloaded instance is alive, and its
+  // readiness says whether it can serve.
+  const probe = { schema: { hide: true }, config: { unprotected: true } };
+  app.get('/healthz', probe, opsRoute(deps.ops.healthz));
+  app.get('/readyz', probe, opsRoute(deps.ops.readyz));
+  app.get('/metrics', probe, opsRoute(deps.ops.metrics));
   app.get('/.well-known/jwks.json', { schema: { tags: ['auth'], summary: 'Public keys that verify Levee access tokens' } }, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return deps.keys.jwks();
@@ -115,7 +130,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(
     async (v1) => {
+      if (deps.rateLimits) v1.addHook('onRequest', limitByIp(deps.rateLimits)); // rate limit per IP: before authentication
       v1.addHook('onRequest', authenticate(deps.tokens));
+      if (deps.rateLimits) v1.addHook('onRequest', limitByUserAndRoute(deps.rateLimits)); // per user and per route: after it
       await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
       await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
     },

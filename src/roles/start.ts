@@ -7,7 +7,7 @@ import type { Role } from '../config/settings.js';
 import { buildApp } from '../http/app.js';
 import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
-import { composeServices, migrateDatabase, openDatabase } from './compose.js';
+import { composeProtection, composeServices, migrateDatabase, openDatabase } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
 import { startWorker } from './worker.js';
@@ -48,11 +48,12 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     if (applied.length) logger.info({ applied }, 'migrations applied');
     const metrics = createMetrics(roles);
     const ops = createOps({ db, metrics, lifecycle, roles });
-    const services = await composeServices(config, db, clock);
+    const services = await composeServices(config, db, metrics, clock, logger);
     undo.push(() => services.keys.stop());
+    undo.push(() => services.redis?.close());
 
     const http = roles.includes('api')
-      ? await listenApi(await buildApp({ db, clock, logger, metrics, ops, ...services, bodyLimitBytes: config.bodyLimitBytes }), config, logger)
+      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
@@ -67,6 +68,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
         await http.close(config.shutdownGraceMs);
         await Promise.all(stoppers.map((s) => s()));
         services.keys.stop();
+        await services.redis?.close();
         await db.close();
         logger.info('stopped');
       })());

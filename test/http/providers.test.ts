@@ -355,8 +355,20 @@ for (const engine of await engines()) {
       assertUnavailable(await down.call('POST', '/v1/auth/google', { body: { idToken: await googleToken() } }));
       assert.ok(Date.now() - t0 < 2000);
 
+      // Repeated failures opened the circuit: calls fail at once without touching the provider,
+      // and the first trial call after the half-open delay (5 s) closes it again.
       jwks.flaky.mode = 'ok';
-      const ok = await down.call('POST', '/v1/auth/google', { body: { idToken: await googleToken() } });
+      const before = jwks.hits.flaky;
+      const t1 = Date.now();
+      assertUnavailable(await down.call('POST', '/v1/auth/google', { body: { idToken: await googleToken() } }));
+      assert.ok(Date.now() - t1 < 100, 'an open circuit answers at once');
+      assert.equal(jwks.hits.flaky, before, 'an open circuit does not call the provider');
+      let ok;
+      const recoverBy = Date.now() + 8000;
+      do {
+        await new Promise((r) => setTimeout(r, 250));
+        ok = await down.call('POST', '/v1/auth/google', { body: { idToken: await googleToken() } });
+      } while (ok.statusCode !== 200 && Date.now() < recoverBy);
       assert.equal(ok.statusCode, 200, ok.body);
     });
   });

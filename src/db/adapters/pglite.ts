@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
+import { bulkhead } from 'cockatiel';
+import { currentDeadline, deadlineExceeded, withinBudget } from '../../protection/deadline.js';
 import type { Db, Queryable } from '../port.js';
 import { lockDirectory } from './dir-lock.js';
 
@@ -38,10 +40,17 @@ export async function createPgliteDb(opts: PgliteOptions = {}): Promise<Db> {
     throw e;
   }
   const self = txQueryable(pg as unknown as PgliteTx);
+  // PGlite runs one statement (or transaction) at a time and its own queue cannot be left. This
+  // lane in front of it can: a request whose deadline passes while waiting for the session gets
+  // `timeout` and its statement is skipped when its turn comes. (Bounded: 10,000 waiters.)
+  const lane = bulkhead(1, 10_000);
+  const inLane = <T>(fn: () => Promise<T>): Promise<T> =>
+    withinBudget(lane.execute(fn, currentDeadline()?.signal), 'the database', Infinity, () => deadlineExceeded('the database'));
   return {
     engine: 'pglite',
-    ...self,
-    transaction: (fn) => pg.transaction((tx) => fn(txQueryable(tx))),
+    query: (sql, params) => inLane(() => self.query(sql, params)),
+    exec: (script) => inLane(() => self.exec(script)),
+    transaction: (fn) => inLane(() => pg.transaction((tx) => fn(txQueryable(tx)))),
     ping: () => pg.query('SELECT 1').then(() => undefined),
     async close() {
       try {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { LeveeError } from '../../lib/errors.js';
+import { deadlineExceeded, remainingMs } from '../../protection/deadline.js';
 import type { Db, Queryable, QueryResult } from '../port.js';
 
 export interface PostgresOptions {
@@ -32,6 +33,16 @@ export function mapPgError(e: unknown): unknown {
   return e;
 }
 
+/** The part of pg's (untyped) protocol Connection that sends a CancelRequest. */
+interface CancelConnection {
+  stream: { destroy(): void; on(event: 'close', fn: () => void): void };
+  connect(port: number | string, host: string): void;
+  cancel(processID: number, secretKey: number): void;
+  on(event: 'connect' | 'error', fn: () => void): void;
+}
+
+const isConnectionError = (e: unknown) => e instanceof LeveeError && e.code === 'database_unavailable';
+
 const wrap = async <T>(p: Promise<T>): Promise<T> => {
   try {
     return await p;
@@ -56,13 +67,86 @@ function statement(text: string, values: readonly unknown[] | undefined): pg.Que
   return name ? { name, text, values: values as unknown[] } : { text, values: values as unknown[] };
 }
 
-const clientQueryable = (c: pg.PoolClient): Queryable => ({
-  query: <T>(sql: string, params?: readonly unknown[]) =>
-    wrap(c.query(statement(sql, params))).then((r) => ({ rows: r.rows as T[], rowCount: r.rowCount ?? 0 })),
-  exec: (script) => wrap(c.query(script)).then(() => undefined),
-});
+/**
+ * Runs one statement on `client` within the request's remaining budget. statement_timeout bounds
+ * every statement on the server; when the budget is shorter, a timer sends PostgreSQL a cancel
+ * request (the protocol's CancelRequest, on its own short connection) and the caller gets
+ * `timeout` at once. The client goes back to the pool when its query settles.
+ */
+async function runWithin<T>(client: pg.PoolClient, cfg: pg.QueryConfig, cancel: (c: pg.PoolClient) => void, statementTimeoutMs: number): Promise<pg.QueryResult<T & pg.QueryResultRow>> {
+  const budget = remainingMs();
+  if (budget <= 0) throw deadlineExceeded('the database');
+  const running = client.query<T & pg.QueryResultRow>(cfg);
+  if (budget >= statementTimeoutMs) return wrap(running);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      wrap(running),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          cancel(client);
+          reject(deadlineExceeded('the database'));
+        }, budget);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function createPostgresDb(opts: PostgresOptions): Db {
+  const { host, port } = new pg.Client({ connectionString: opts.url });
+  /** CancelRequest for the statement `client` is running; bounded, errors ignored (it is best effort). */
+  const cancel = (client: pg.PoolClient) => {
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    const con = new pg.Connection() as unknown as CancelConnection;
+    const giveUp = setTimeout(() => con.stream.destroy(), 1000);
+    con.on('connect', () => con.cancel(processID, secretKey));
+    con.on('error', () => {});
+    con.stream.on('close', () => clearTimeout(giveUp));
+    if (host.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`, '');
+    else con.connect(port, host);
+  };
+
+  /** A pooled client, waiting no longer than the request's budget (nor the pool's acquire bound). */
+  const acquire = async (): Promise<pg.PoolClient> => {
+    const budget = remainingMs();
+    if (budget <= 0) throw deadlineExceeded('a database connection');
+    const pending = wrap(pool.connect());
+    if (budget >= opts.acquireTimeoutMs) return pending;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([pending, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(deadlineExceeded('a database connection')), budget)))]);
+    } catch (e) {
+      // Gave up waiting: the connection still arrives later; give it straight back.
+      pending.then((c) => c.release(), () => {});
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const clientQueryable = (c: pg.PoolClient): Queryable => ({
+    query: <T>(sql: string, params?: readonly unknown[]) =>
+      runWithin<T>(c, statement(sql, params), cancel, opts.statementTimeoutMs).then((r) => ({ rows: r.rows as T[], rowCount: r.rowCount ?? 0 })),
+    exec: (script) => runWithin(c, { text: script }, cancel, opts.statementTimeoutMs).then(() => undefined),
+  });
+
+  /** One statement on a pooled connection, released when it settles (even after the caller gave up). */
+  const once = async <T>(cfg: pg.QueryConfig): Promise<pg.QueryResult<T & pg.QueryResultRow>> => {
+    const client = await acquire();
+    const result = runWithin<T>(client, cfg, cancel, opts.statementTimeoutMs);
+    result.then(
+      () => client.release(),
+      (e: unknown) => {
+        // A cancelled statement leaves a healthy connection once its error arrives; a broken one is dropped.
+        if (e instanceof LeveeError && e.code === 'timeout') client.query('SELECT 1').then(() => client.release(), (err: Error) => client.release(err));
+        else client.release(isConnectionError(e) ? (e as Error) : undefined);
+      },
+    );
+    return result;
+  };
+
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.poolSize,
@@ -81,17 +165,18 @@ export function createPostgresDb(opts: PostgresOptions): Db {
   return {
     engine: 'postgres',
     async query<T>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> {
-      const r = await wrap(pool.query(statement(sql, params)));
+      const r = await once<T>(statement(sql, params));
       return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
     },
-    exec: (script) => wrap(pool.query(script)).then(() => undefined),
+    exec: (script) => once({ text: script }).then(() => undefined),
     async transaction(fn) {
-      const client = await wrap(pool.connect());
+      const client = await acquire();
       let broken: Error | undefined;
       try {
-        await wrap(client.query('BEGIN'));
-        const result = await fn(clientQueryable(client));
-        await wrap(client.query('COMMIT'));
+        const tx = clientQueryable(client);
+        await tx.exec('BEGIN');
+        const result = await fn(tx);
+        await tx.exec('COMMIT');
         return result;
       } catch (e) {
         await client.query('ROLLBACK').catch((rollbackErr: Error) => {

@@ -33,20 +33,21 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
   });
 
   app.post('/signup', {
-    schema: { tags, summary: 'Create an account with email and password (upgrades the caller if it is anonymous)', body: Credentials, response: { 201: SignedIn, ...problems(400, 409, 422) } },
+    config: { rateLimit: { name: 'signup', by: 'ip' } },
+    schema: { tags, summary: 'Create an account with email and password (upgrades the caller if it is anonymous)', body: Credentials, response: { 201: SignedIn, ...problems(400, 409, 422, 429) } },
   }, async (req, reply) => {
     const { email, password, deviceName } = req.body;
     return reply.code(201).send(await auth.signUp({ email, password, ...device(req, deviceName) }, req.principal));
   });
 
-  app.post('/signin', { config: { ignoreAuthorization: true }, schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401) } } }, async (req) => {
+  app.post('/signin', { config: { ignoreAuthorization: true }, schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401, 429) } } }, async (req) => {
     const { email, password, deviceName } = req.body;
     return auth.signIn({ email, password, ...device(req, deviceName) });
   });
 
   app.post('/anonymous', {
-    config: { ignoreAuthorization: true },
-    schema: { tags, summary: "An anonymous account for a device's first launch", body: Type.Optional(Type.Object({ deviceName: DeviceName })), response: { 201: SignedIn } },
+    config: { ignoreAuthorization: true, rateLimit: { name: 'anonymous', by: 'ip' } },
+    schema: { tags, summary: "An anonymous account for a device's first launch", body: Type.Optional(Type.Object({ deviceName: DeviceName })), response: { 201: SignedIn, ...problems(429) } },
     // The body is optional: a bodyless POST is validated as an empty object, not refused.
     preValidation: async (req) => {
       req.body ??= {};
@@ -88,10 +89,11 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
   });
 
   app.post('/password', {
+    config: { rateLimit: { name: 'password_change', by: 'user' } },
     schema: {
       tags, security: secured, summary: 'Change the password; signs out every other device',
       body: Type.Object({ currentPassword: Type.String({ maxLength: PASSWORD_MAX }), newPassword: Type.String({ maxLength: PASSWORD_MAX }) }),
-      response: { 204: Type.Null(), ...problems(400, 401, 422) },
+      response: { 204: Type.Null(), ...problems(400, 401, 422, 429) },
     },
   }, async (req, reply) => {
     await auth.changePassword(requirePrincipal(req), req.body.currentPassword, req.body.newPassword);

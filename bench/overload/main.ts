@@ -1,0 +1,298 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
+import { envNumber, killAllChildren, loadAverage, REPO, requestJson, type Child } from '../support.js';
+import { FEED_PATH } from '../workloads.js';
+import type { Phase, Policy } from './protocol.js';
+import { DOC_BEGIN, DOC_END, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
+import { accessTokens, createSessions, findCapacity, GeneratorProcess, log, runMeasured, seedDatabase, settle, startServer, type Capacity } from './scenario.js';
+
+// npm run bench:overload — issue 3's proof. Measures the capacity of a fresh Levee on real
+// PostgreSQL for a feed + write + refresh mix, then offers 1×, 2×, 4× and 8× of it (open model,
+// 30 s each) and drops back to 1× to time the recovery — once with protection on and once with
+// LEVEE_PROTECTION=off — then runs a retry storm (naive vs disciplined clients). Prints a table,
+// writes bench/results/overload-<time>.json and, on a full-length run, docs/overload.svg and the
+// "Overload (issue 3)" section of docs/benchmarks.md. Knobs: see `opts` below or that section.
+
+const list = (name: string, dflt: string) => (process.env[name] ?? dflt).split(',').map((s) => s.trim()).filter(Boolean);
+const numbers = (name: string, dflt: string) =>
+  list(name, dflt).map((s) => {
+    const n = Number(s);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: "${s}" is not a positive number`);
+    return n;
+  });
+const onOff = (name: string, dflt: string) =>
+  list(name, dflt)
+    .filter((s) => s !== 'none')
+    .map((s) => {
+      if (s !== 'on' && s !== 'off') throw new Error(`${name}: "${s}" must be on or off`);
+      return s === 'on';
+    });
+
+const DEFAULTS = { seconds: 30, levels: '1,2,4,8', warmup: 5, recoverySeconds: 15, protection: 'on,off', stormLevels: '2,4', stormSeconds: 30, stormProtection: 'on' };
+const opts = {
+  seconds: envNumber('BENCH_SECONDS', DEFAULTS.seconds),
+  levels: numbers('BENCH_LEVELS', DEFAULTS.levels),
+  warmup: envNumber('BENCH_WARMUP', DEFAULTS.warmup),
+  recoverySeconds: envNumber('BENCH_RECOVERY_SECONDS', DEFAULTS.recoverySeconds),
+  protection: onOff('BENCH_PROTECTION', DEFAULTS.protection),
+  stormLevels: numbers('BENCH_STORM_LEVELS', DEFAULTS.stormLevels),
+  stormSeconds: envNumber('BENCH_STORM_SECONDS', DEFAULTS.stormSeconds),
+  stormProtection: onOff('BENCH_STORM_PROTECTION', DEFAULTS.stormProtection),
+  ladderPolicy: (process.env.BENCH_LADDER_POLICY ?? 'none') as Policy,
+  capacity: envNumber('BENCH_CAPACITY', 0),
+  stepSeconds: envNumber('BENCH_STEP_SECONDS', 5),
+  closedConcurrency: envNumber('BENCH_CLOSED_CONCURRENCY', 32),
+  connections: envNumber('BENCH_CONNECTIONS', 1000),
+  timeoutMs: envNumber('BENCH_CLIENT_TIMEOUT_MS', 2000),
+  objectiveMs: envNumber('BENCH_OBJECTIVE_MS', 250),
+  users: envNumber('BENCH_USERS', 200),
+  posts: envNumber('BENCH_POSTS', 5000),
+  poolSize: envNumber('BENCH_POOL_SIZE', 0),
+  maxSessions: envNumber('BENCH_MAX_SESSIONS', 300_000),
+  timeoutSeconds: envNumber('BENCH_TIMEOUT', 2400),
+  seed: envNumber('BENCH_SEED', 20261123),
+};
+if (!['none', 'naive', 'disciplined'].includes(opts.ladderPolicy)) throw new Error('BENCH_LADDER_POLICY must be none, naive or disciplined');
+if (opts.seconds <= 0 || opts.seconds > 600 || opts.stormSeconds > 600) throw new Error('BENCH_SECONDS and BENCH_STORM_SECONDS must be in (0, 600]');
+const fullLength =
+  opts.seconds === DEFAULTS.seconds &&
+  opts.levels.join(',') === DEFAULTS.levels &&
+  opts.recoverySeconds === DEFAULTS.recoverySeconds &&
+  opts.protection.length === 2 &&
+  opts.stormLevels.join(',') === DEFAULTS.stormLevels &&
+  opts.stormSeconds === DEFAULTS.stormSeconds &&
+  opts.stormProtection.length > 0;
+const writeDocs = process.env.BENCH_DOCS === '1' || (process.env.BENCH_DOCS !== '0' && fullLength);
+const estimatedMinutes =
+  (60 +
+    opts.protection.length * (opts.warmup + opts.levels.length * opts.seconds + opts.recoverySeconds + 25) +
+    opts.stormProtection.length * 2 * (5 + opts.stormLevels.length * opts.stormSeconds + 25)) /
+  60;
+
+// ---- cleanup: children are killed and the database dropped on every way out -----------------------
+const cleanups: (() => Promise<void>)[] = [];
+let gen: GeneratorProcess | undefined;
+process.on('exit', () => {
+  gen?.kill();
+  killAllChildren();
+});
+async function runCleanups() {
+  for (const c of cleanups.splice(0).reverse()) await Promise.race([c().catch((e: unknown) => console.error('bench: cleanup failed:', e)), sleep(20_000)]);
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`\nbench: ${sig}, stopping`);
+    gen?.kill();
+    killAllChildren();
+    void runCleanups().finally(() => process.exit(130));
+  });
+}
+const watchdog = setTimeout(() => {
+  console.error(`bench: still running after ${opts.timeoutSeconds} s (BENCH_TIMEOUT), giving up`);
+  gen?.kill();
+  killAllChildren();
+  void runCleanups().finally(() => process.exit(1));
+}, opts.timeoutSeconds * 1000);
+watchdog.unref();
+
+// ---- steps ---------------------------------------------------------------------------------------
+
+async function checkServer(url: string, token: string, refreshToken: string) {
+  const feed = await requestJson<{ items?: unknown[] }>('GET', url + FEED_PATH, { token });
+  const write = await requestJson<{ id?: string }>('POST', `${url}/v1/collections/posts/documents`, { token, body: { title: 'check' } });
+  const refresh = await requestJson<{ refreshToken?: string }>('POST', `${url}/v1/auth/refresh`, { body: { refreshToken } });
+  if (feed.status !== 200 || feed.body.items?.length !== 20) throw new Error(`feed check: ${feed.status} ${JSON.stringify(feed.body).slice(0, 300)}`);
+  if (write.status !== 201) throw new Error(`write check: ${write.status} ${JSON.stringify(write.body).slice(0, 300)}`);
+  if (refresh.status !== 200) throw new Error(`refresh check: ${refresh.status} ${JSON.stringify(refresh.body).slice(0, 300)}`);
+}
+
+function machineFacts(pgVersion: string): Record<string, string | number> {
+  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
+    if (execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations', 'bench'], { cwd: REPO, encoding: 'utf8' }).trim()) commit += ' (with uncommitted changes)';
+  } catch {
+    /* not a git checkout */
+  }
+  return {
+    CPU: `${cpuModel}, ${cpus().length} cores (shared by the generator, the server and PostgreSQL)`,
+    cores: cpus().length,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GB`,
+    kernel: release(),
+    Node: process.version,
+    PostgreSQL: `${pgVersion} (local, default configuration, loopback TCP)`,
+    'undici / hdr-histogram-js': `${pkg('undici')} / ${pkg('hdr-histogram-js')}`,
+    'Levee commit': commit,
+    'load average before the run': loadAverage().join(', '),
+  };
+}
+
+async function main() {
+  log(`overload benchmark: levels ${opts.levels.join('×, ')}× for ${opts.seconds} s (protection ${opts.protection.map((p) => (p ? 'on' : 'off')).join(' then ')}), storm ${opts.stormLevels.join('×, ')}× for ${opts.stormSeconds} s; about ${Math.round(estimatedMinutes)} min`);
+  if (!(await postgresReachable())) throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL} (set LEVEE_TEST_POSTGRES_URL)`);
+  const db = await createPostgresDatabase();
+  if (process.env.BENCH_KEEP !== '1') cleanups.push(db.drop);
+  const url = db.url;
+  log(`database ${new URL(url).pathname.slice(1)}; seeding ${opts.users} users and ${opts.posts} posts…`);
+  const seeded = await seedDatabase(url, opts.users, opts.posts);
+  const pgVersion = await (async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!;
+    } finally {
+      await c.end();
+    }
+  })();
+  const machine = machineFacts(pgVersion);
+
+  const g = new GeneratorProcess();
+  gen = g;
+  cleanups.push(() => g.stop());
+  const server = { current: undefined as Child | undefined };
+  cleanups.push(async () => server.current?.stop());
+  const start = async (protection: boolean) => {
+    await server.current?.stop();
+    if (server.current) await settle(url);
+    server.current = await startServer({ databaseUrl: url, protection, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}) });
+    log(`server started (protection ${protection ? 'on' : 'off'}, pid ${server.current.pid})`);
+    return server.current;
+  };
+
+  const firstProtection = opts.protection[0] ?? opts.stormProtection[0] ?? true;
+  let s = await start(firstProtection);
+  const [checkSession, ...userSessions] = await createSessions(url, opts.users + 1);
+  const tokens = await accessTokens(s.url, userSessions);
+  await checkServer(s.url, tokens[0]!, checkSession!);
+  await g.init({ accessTokens: tokens, connections: opts.connections, timeoutMs: opts.timeoutMs, objectiveMs: opts.objectiveMs, seed: opts.seed });
+
+  // Every refresh may lose its session (a timeout), so the pool holds one per refresh a run can send.
+  const topUp = async (phases: Phase[]) => {
+    const need = Math.min(opts.maxSessions, Math.ceil(phases.reduce((n, p) => n + 0.1 * (p.rate || 5_000) * p.seconds, 0)) + 2_000);
+    if (need <= g.sessionsLeft) return;
+    const t0 = performance.now();
+    const fresh = await createSessions(url, need - g.sessionsLeft);
+    g.addSessions(fresh);
+    log(`created ${fresh.length} refresh sessions in ${((performance.now() - t0) / 1000).toFixed(1)} s (pool ${g.sessionsLeft})`);
+  };
+
+  // Capacity, on the first server.
+  let capacity: Capacity;
+  if (opts.capacity > 0) {
+    capacity = { capacity: opts.capacity, closedLoop: { concurrency: 0, goodput: NaN, p99: NaN }, steps: [], given: true };
+  } else {
+    log('measuring capacity…');
+    await topUp([{ name: 'capacity', rate: 0, seconds: 7 + 10 * opts.stepSeconds }]);
+    capacity = await findCapacity(g, s, { objectiveMs: opts.objectiveMs, stepSeconds: opts.stepSeconds, concurrency: opts.closedConcurrency });
+  }
+  const C = capacity.capacity;
+  log(`capacity: ${C} req/s`);
+
+  const ladders: Ladder[] = [];
+  for (const [i, protection] of opts.protection.entries()) {
+    if (i > 0 || protection !== firstProtection) s = await start(protection);
+    const phases: Phase[] = [
+      ...(opts.warmup > 0 ? [{ name: 'warm-up', rate: C, seconds: opts.warmup }] : []),
+      ...opts.levels.map((x) => ({ name: `${x}×`, rate: Math.round(x * C), seconds: opts.seconds })),
+      ...(opts.recoverySeconds > 0 ? [{ name: 'recovery 1×', rate: C, seconds: opts.recoverySeconds }] : []),
+    ];
+    await topUp(phases);
+    log(`ladder, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
+    const run = await runMeasured(g, s, phases, opts.ladderPolicy);
+    const rows = run.result.phases.map((p, k) => {
+      const level = phases[k]!.name === 'warm-up' ? undefined : phases[k]!.name === 'recovery 1×' ? 1 : opts.levels[k - (opts.warmup > 0 ? 1 : 0)];
+      return levelRow(level, p, run.server[k]!, C, opts.objectiveMs);
+    });
+    const base = phases.findIndex((p) => p.name === '1×');
+    const rec = phases.findIndex((p) => p.name === 'recovery 1×');
+    ladders.push({
+      protection,
+      policy: opts.ladderPolicy,
+      rows,
+      recovery: base >= 0 && rec >= 0 ? recoveryOf(run.result.windows, base, rec) : undefined,
+      rssMb: run.rss,
+      windows: run.result.windows,
+      serverExited: run.serverExited,
+      abandoned: run.result.abandoned,
+      sessionsLost: run.result.phases.reduce((n, p) => n + p.sessionsLost, 0),
+      refreshUnderflow: run.result.phases.reduce((n, p) => n + p.refreshUnderflow, 0),
+    });
+    if (run.serverExited) log(`the server exited during the run:\n${s.output().slice(-3000)}`);
+    console.log(renderText({ date: '', command: '', machine, settings: {}, capacity, ladders: ladders.slice(-1), storm: [], stormWindows: [], stormServerExited: [] }));
+  }
+
+  const storm: StormRow[] = [];
+  const stormWindows: OverloadReport['stormWindows'] = [];
+  const stormServerExited: string[] = [];
+  for (const protection of opts.stormProtection) {
+    for (const policy of ['naive', 'disciplined'] as const) {
+      s = await start(protection);
+      const phases: Phase[] = [{ name: 'warm-up', rate: C, seconds: 5 }, ...opts.stormLevels.map((x) => ({ name: `${x}×`, rate: Math.round(x * C), seconds: opts.stormSeconds }))];
+      await topUp(phases);
+      log(`retry storm, ${policy} clients, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
+      const run = await runMeasured(g, s, phases, policy);
+      stormWindows.push({ policy, protection, windows: run.result.windows });
+      if (run.serverExited) stormServerExited.push(`${policy} clients, protection ${protection ? 'on' : 'off'}`);
+      run.result.phases.slice(1).forEach((p, k) => {
+        const row = levelRow(opts.stormLevels[k], p, run.server[k + 1]!, C, opts.objectiveMs);
+        const requests = Object.values(p.byClass).reduce((n, c) => n + c.requests, 0);
+        const succeeded = Object.values(p.byClass).reduce((n, c) => n + c.succeeded, 0);
+        storm.push({ policy, protection, level: opts.stormLevels[k]!, phase: p, server: run.server[k + 1]!, goodput: row.goodput, goodputPct: row.goodputPct, amplification: p.all.attempts / Math.max(1, requests), succeededPct: succeeded / Math.max(1, requests), generatorLimit: row.generatorLimit });
+      });
+    }
+  }
+  await server.current?.stop();
+  server.current = undefined;
+
+  const report: OverloadReport = {
+    date: new Date().toISOString(),
+    command: 'npm run bench:overload',
+    machine,
+    settings: { ...opts, protection: opts.protection.map((p) => (p ? 'on' : 'off')), stormProtection: opts.stormProtection.map((p) => (p ? 'on' : 'off')), fullLength, estimatedMinutes, seeded },
+    capacity,
+    ladders,
+    storm,
+    stormWindows,
+    stormServerExited,
+  };
+  const resultsDir = join(REPO, 'bench/results');
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = report.date.replace(/[:.]/g, '-');
+  writeFileSync(join(resultsDir, `overload-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  const svg = renderChart(report);
+  writeFileSync(join(resultsDir, `overload-${stamp}.svg`), svg);
+  console.log(`\n${renderText(report)}`);
+  console.log(`\nraw results: bench/results/overload-${stamp}.json (chart: bench/results/overload-${stamp}.svg)`);
+  if (writeDocs) {
+    writeFileSync(join(REPO, 'docs/overload.svg'), svg);
+    const path = join(REPO, 'docs/benchmarks.md');
+    const doc = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
+    const block = renderMarkdown(report);
+    const a = doc.indexOf(DOC_BEGIN);
+    const b = doc.indexOf(DOC_END);
+    writeFileSync(path, a >= 0 && b > a ? doc.slice(0, a) + block + doc.slice(b + DOC_END.length) : `${doc.trimEnd()}\n\n${block}\n`);
+    console.log('wrote docs/overload.svg and the "Overload (issue 3)" section of docs/benchmarks.md');
+  } else {
+    console.log('docs/ not written (shortened run; BENCH_DOCS=1 forces it)');
+  }
+}
+
+main()
+  .then(async () => {
+    await runCleanups();
+    process.exit(0);
+  })
+  .catch(async (e: unknown) => {
+    console.error('bench failed:', e);
+    gen?.kill();
+    killAllChildren();
+    await runCleanups();
+    process.exit(1);
+  });
