@@ -21,7 +21,7 @@ export interface PanelSpec {
 
 const W = 420;
 const H = 380;
-const M = { left: 62, right: 16, top: 40, bottom: 110 };
+const M = { left: 74, right: 16, top: 40, bottom: 110 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const f1 = (n: number) => (Math.round(n * 10) / 10).toString();

@@ -288,6 +288,7 @@ export class Generator {
     const c = p.byClass[req.cls]!;
     c.attempts++;
     if (req.retries === 0) c.requests++;
+    else p.retries++;
     p.byKind[req.kind].attempts++;
     p.sent++;
     const w = this.windowAt(wi);
@@ -355,7 +356,6 @@ export class Generator {
     const delay = ok ? undefined : this.retryDelay(a.req, outcome, p);
     if (delay !== undefined) {
       a.req.retries++;
-      p.retries++;
       this.retryQueue.push(now + delay, a.req);
       return;
     }
@@ -440,7 +440,7 @@ export class Generator {
       acc += p.seconds * 1000;
     }
     const end = acc;
-    const drainUntil = end + this.spec.timeoutMs + (spec.policy === 'none' ? 500 : 5_000);
+    const drainUntil = end + this.spec.timeoutMs + 500;
     this.closed = spec.closedConcurrency ? { concurrency: spec.closedConcurrency, end } : undefined;
 
     // Arrival k of phase i is due at phaseStarts[i] + k / rate.
@@ -499,14 +499,15 @@ export class Generator {
             k++;
             skipEmpty();
           }
-          for (let r = this.retryQueue.peek(); r && r.at <= now && sends < MAX_SENDS_PER_TICK && now < drainUntil; r = this.retryQueue.peek(), sends++) {
+          // Retries follow the schedule too: none is sent once the schedule is over (they count as abandoned).
+          for (let r = this.retryQueue.peek(); r && r.at <= now && sends < MAX_SENDS_PER_TICK && now < end; r = this.retryQueue.peek(), sends++) {
             this.retryQueue.pop();
             this.send(r.req, r.at, now);
           }
           this.expireTimeouts(now);
 
           const scheduleDone = phaseIdx >= counts.length && now >= end;
-          if (scheduleDone && ((this.inFlight === 0 && this.retryQueue.size === 0) || now >= drainUntil)) {
+          if (scheduleDone && (this.inFlight === 0 || now >= drainUntil)) {
             const abandoned = this.inFlight + this.retryQueue.clear();
             for (const a of this.timeouts.slice(this.timeoutHead)) {
               if (!a.done) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { envNumber, killAllChildren, loadAverage, REPO, requestJson, type Child } from '../support.js';
+import { envNumber, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
 import { FEED_PATH } from '../workloads.js';
 import type { Phase, Policy } from './protocol.js';
 import { DOC_BEGIN, DOC_END, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
@@ -56,6 +56,7 @@ const opts = {
   maxSessions: envNumber('BENCH_MAX_SESSIONS', 300_000),
   timeoutSeconds: envNumber('BENCH_TIMEOUT', 2400),
   seed: envNumber('BENCH_SEED', 20261123),
+  quietWait: envNumber('BENCH_QUIET_WAIT', 30),
 };
 if (!['none', 'naive', 'disciplined'].includes(opts.ladderPolicy)) throw new Error('BENCH_LADDER_POLICY must be none, naive or disciplined');
 if (opts.seconds <= 0 || opts.seconds > 600 || opts.stormSeconds > 600) throw new Error('BENCH_SECONDS and BENCH_STORM_SECONDS must be in (0, 600]');
@@ -134,6 +135,14 @@ function machineFacts(pgVersion: string): Record<string, string | number> {
   };
 }
 
+/** Waits (bounded) for the rest of the machine to go quiet before a run; returns the cores it was using. */
+async function quiet(what: string): Promise<number> {
+  if (opts.quietWait <= 0) return NaN;
+  const q = await waitForQuiet(opts.quietWait);
+  if (!q.quiet) log(`note: the machine is busy (${q.busyCores.toFixed(2)} cores used by other processes) — ${what} runs anyway`);
+  return q.busyCores;
+}
+
 async function main() {
   log(`overload benchmark: levels ${opts.levels.join('×, ')}× for ${opts.seconds} s (protection ${opts.protection.map((p) => (p ? 'on' : 'off')).join(' then ')}), storm ${opts.stormLevels.join('×, ')}× for ${opts.stormSeconds} s; about ${Math.round(estimatedMinutes)} min`);
   if (!(await postgresReachable())) throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL} (set LEVEE_TEST_POSTGRES_URL)`);
@@ -188,6 +197,7 @@ async function main() {
   if (opts.capacity > 0) {
     capacity = { capacity: opts.capacity, closedLoop: { concurrency: 0, goodput: NaN, p99: NaN }, steps: [], given: true };
   } else {
+    await quiet('the capacity search');
     log('measuring capacity…');
     await topUp([{ name: 'capacity', rate: 0, seconds: 7 + 10 * opts.stepSeconds }]);
     capacity = await findCapacity(g, s, { objectiveMs: opts.objectiveMs, stepSeconds: opts.stepSeconds, concurrency: opts.closedConcurrency });
@@ -204,6 +214,7 @@ async function main() {
       ...(opts.recoverySeconds > 0 ? [{ name: 'recovery 1×', rate: C, seconds: opts.recoverySeconds }] : []),
     ];
     await topUp(phases);
+    const busyBefore = await quiet('the ladder');
     log(`ladder, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
     const run = await runMeasured(g, s, phases, opts.ladderPolicy);
     const rows = run.result.phases.map((p, k) => {
@@ -217,6 +228,7 @@ async function main() {
       policy: opts.ladderPolicy,
       rows,
       recovery: base >= 0 && rec >= 0 ? recoveryOf(run.result.windows, base, rec) : undefined,
+      busyBefore,
       rssMb: run.rss,
       windows: run.result.windows,
       serverExited: run.serverExited,
@@ -236,6 +248,7 @@ async function main() {
       s = await start(protection);
       const phases: Phase[] = [{ name: 'warm-up', rate: C, seconds: 5 }, ...opts.stormLevels.map((x) => ({ name: `${x}×`, rate: Math.round(x * C), seconds: opts.stormSeconds }))];
       await topUp(phases);
+      const busyBefore = await quiet('the retry storm');
       log(`retry storm, ${policy} clients, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
       const run = await runMeasured(g, s, phases, policy);
       stormWindows.push({ policy, protection, windows: run.result.windows });
@@ -244,7 +257,7 @@ async function main() {
         const row = levelRow(opts.stormLevels[k], p, run.server[k + 1]!, C, opts.objectiveMs);
         const requests = Object.values(p.byClass).reduce((n, c) => n + c.requests, 0);
         const succeeded = Object.values(p.byClass).reduce((n, c) => n + c.succeeded, 0);
-        storm.push({ policy, protection, level: opts.stormLevels[k]!, phase: p, server: run.server[k + 1]!, goodput: row.goodput, goodputPct: row.goodputPct, amplification: p.all.attempts / Math.max(1, requests), succeededPct: succeeded / Math.max(1, requests), generatorLimit: row.generatorLimit });
+        storm.push({ policy, protection, level: opts.stormLevels[k]!, phase: p, server: run.server[k + 1]!, busyBefore, goodput: row.goodput, goodputPct: row.goodputPct, amplification: p.all.attempts / Math.max(1, requests), succeededPct: succeeded / Math.max(1, requests), generatorLimit: row.generatorLimit });
       });
     }
   }

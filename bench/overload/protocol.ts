@@ -99,6 +99,7 @@ export interface PhaseResult {
   seconds: number;
   /** Attempts actually sent per second (first tries and retries). */
   sendRate: number;
+  /** Retries sent (attempts after the first), by their scheduled time. */
   retries: number;
   /** Retries the policy wanted but the budget refused. */
   retriesDenied: number;

@@ -31,6 +31,8 @@ export interface Ladder {
   policy: Policy;
   rows: LevelRow[];
   recovery: Recovery | undefined;
+  /** Cores the rest of the machine used just before the run (after waiting for quiet). */
+  busyBefore: number;
   rssMb: number[];
   /** Every 1 s window of the run (JSON only). */
   windows: WindowStats[];
@@ -46,6 +48,7 @@ export interface StormRow {
   level: number;
   phase: PhaseResult;
   server: ServerPhaseStats;
+  busyBefore: number;
   goodput: number;
   goodputPct: number;
   /** Attempts per logical request. */
@@ -76,7 +79,8 @@ export function generatorLimit(p: PhaseResult, objectiveMs: number): string {
   if (p.lag.p99 > objectiveMs / 10) reasons.push(`lag p99 ${fmtMs(p.lag.p99)}`);
   if (p.rate > 0 && p.sendRate < 0.95 * wanted) reasons.push(`sent ${pct(p.sendRate / wanted)} of schedule`);
   if (p.cpu > 0.9) reasons.push(`CPU ${p.cpu.toFixed(2)}`);
-  if (p.sentWhileSaturated > 0.01 * Math.max(1, p.all.attempts)) reasons.push(`all ${p.maxInFlight} connections busy`);
+  else if (p.elu > 0.9) reasons.push(`event loop ${pct(p.elu)} busy on ${p.cpu.toFixed(2)} core`);
+  if (p.sentWhileSaturated > 0.01 * Math.max(1, p.all.attempts)) reasons.push(`connection pool full (up to ${p.maxInFlight} in flight)`);
   return reasons.join(', ');
 }
 
@@ -87,7 +91,8 @@ export function levelRow(level: number | undefined, phase: PhaseResult, server: 
 
 /**
  * Recovery after the load drops back to 1×: a 1 s window is "normal" when its p99 is within the
- * worst window of the 1× level (+10 %) and its success rate at least the worst 1× window's (−1 pt).
+ * worst window of the 1× level (+25 %, at least +25 ms) and its success rate at least the worst 1×
+ * window's (−1 pt).
  * Recovery time = start of the first of three normal windows in a row, from the drop.
  */
 export function recoveryOf(windows: WindowStats[], baselinePhase: number, recoveryPhase: number): Recovery | undefined {
@@ -95,7 +100,8 @@ export function recoveryOf(windows: WindowStats[], baselinePhase: number, recove
   const base = windows.filter((w) => w.phase === baselinePhase).slice(2);
   const rec = windows.filter((w) => w.phase === recoveryPhase).sort((a, b) => a.t - b.t);
   if (base.length === 0 || rec.length === 0) return undefined;
-  const p99Threshold = Math.max(...base.map((w) => w.p99)) * 1.1;
+  const worst = Math.max(...base.map((w) => w.p99));
+  const p99Threshold = Math.max(worst * 1.25, worst + 25);
   const successThreshold = Math.min(...base.map(success)) - 0.01;
   const normal = (w: WindowStats | undefined) => w !== undefined && w.attempts > 0 && w.p99 <= p99Threshold && success(w) >= successThreshold;
   let seconds: number | null = null;
@@ -163,13 +169,16 @@ const okPct = (c: { ok: number; attempts: number }) => (c.attempts ? pct(c.ok / 
 const st = (p: PhaseResult, code: string) => r0(p.all.status[code] ?? 0);
 const non2xxOther = (p: PhaseResult) => Object.entries(p.all.status).filter(([k]) => !/^(2\d\d|429|503|504)$/.test(k)).reduce((s, [, v]) => s + v, 0);
 
-const LADDER_HEAD = ['load', 'offered/s', 'sent/s', 'goodput/s', 'goodput % of capacity', 'critical ok', 'default ok', 'sheddable ok', '2xx', '429', '503', '504', 'other non-2xx', 'timeouts', 'conn. errors', 'p50', 'p99', 'p99.9', 'server RSS MB', 'server CPU', 'PG CPU', 'other CPU', 'gen. lag p99', 'gen. CPU', 'generator limit'];
+const LADDER_HEAD = ['load', 'offered/s', 'sent/s', 'goodput/s', 'goodput % of capacity', 'critical ok', 'default ok', 'sheddable ok', '2xx', '503', '429', '504', 'other non-2xx', 'timeouts', 'conn. errors', 'SYN drops'];
+const LADDER_HEAD_2 = ['load', 'p50', 'p99', 'p99.9', 'server RSS MB', 'server CPU', 'PG CPU', 'other CPU', 'gen. lag p99', 'gen. CPU', 'generator limit'];
 
+const twoxx = (p: PhaseResult) => Object.entries(p.all.status).filter(([k]) => k.startsWith('2')).reduce((s, [, v]) => s + v, 0);
+
+/** Outcomes of one level. */
 function ladderCells(row: LevelRow): string[] {
   const p = row.phase;
-  const twoxx = Object.entries(p.all.status).filter(([k]) => k.startsWith('2')).reduce((s, [, v]) => s + v, 0);
   return [
-    row.level === undefined ? row.name : `${row.name}`,
+    row.name,
     r0(p.rate),
     r0(p.sendRate),
     r0(row.goodput),
@@ -177,13 +186,22 @@ function ladderCells(row: LevelRow): string[] {
     okPct(p.byClass.critical),
     okPct(p.byClass.default),
     okPct(p.byClass.sheddable),
-    r0(twoxx),
-    st(p, '429'),
+    r0(twoxx(p)),
     st(p, '503'),
+    st(p, '429'),
     st(p, '504'),
     r0(non2xxOther(p)),
     r0(p.all.timeouts),
     r0(p.all.errors),
+    r0(row.server.listenDrops),
+  ];
+}
+
+/** Latency and resources of one level. */
+function ladderCells2(row: LevelRow): string[] {
+  const p = row.phase;
+  return [
+    row.name,
     fmtMs(p.all.latency.p50),
     fmtMs(p.all.latency.p99),
     fmtMs(p.all.latency.p999),
@@ -197,7 +215,7 @@ function ladderCells(row: LevelRow): string[] {
   ];
 }
 
-const STORM_HEAD = ['clients', 'protection', 'load', 'offered/s', 'attempts/s', 'attempts per request', 'retries', 'refused by budget', 'goodput/s', 'goodput % of capacity', 'requests succeeded', 'critical ok', '503', 'timeouts', 'p99', 'server CPU', 'PG CPU', 'other CPU', 'gen. lag p99', 'gen. CPU', 'generator limit'];
+const STORM_HEAD = ['clients', 'protection', 'load', 'offered/s', 'attempts/s', 'attempts per request', 'retries', 'refused by budget', 'goodput/s', 'goodput % of capacity', 'requests succeeded', 'critical ok', '503', 'timeouts', 'SYN drops', 'p99', 'server CPU', 'PG CPU', 'other CPU', 'gen. lag p99', 'gen. CPU', 'generator limit'];
 
 function stormCells(s: StormRow): string[] {
   const p = s.phase;
@@ -216,6 +234,7 @@ function stormCells(s: StormRow): string[] {
     okPct(p.byClass.critical),
     st(p, '503'),
     r0(p.all.timeouts),
+    r0(s.server.listenDrops),
     fmtMs(p.all.latency.p99),
     s.server.serverCpu.toFixed(2),
     s.server.postgresCpu.toFixed(2),
@@ -232,8 +251,8 @@ function textTable(head: string[], rows: string[][]): string {
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-function mdTable(head: string[], rows: string[][]): string {
-  return [`| ${head.join(' | ')} |`, `| ${head.map((_, i) => (i === 0 ? ':--' : '--:')).join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+function mdTable(head: string[], rows: string[][], align: 'numbers' | 'text' = 'numbers'): string {
+  return [`| ${head.join(' | ')} |`, `| ${head.map((_, i) => (i === 0 || align === 'text' ? ':--' : '--:')).join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
 const recoveryText = (l: Ladder) =>
@@ -247,6 +266,8 @@ export function renderText(r: OverloadReport): string {
   for (const l of r.ladders) {
     out.push(`\nprotection ${l.protection ? 'ON' : 'OFF'} (client retries: ${l.policy})${l.serverExited ? ' — THE SERVER EXITED DURING THE RUN' : ''}`);
     out.push(textTable(LADDER_HEAD, l.rows.map(ladderCells)));
+    out.push('');
+    out.push(textTable(LADDER_HEAD_2, l.rows.map(ladderCells2)));
     out.push(`recovery: ${recoveryText(l)}; sessions lost ${l.sessionsLost}, refresh underflow ${l.refreshUnderflow}, abandoned at the end ${l.abandoned}`);
   }
   if (r.storm.length) {
@@ -345,12 +366,12 @@ Settings (environment): \`BENCH_SECONDS\` (per level, ${s.seconds}), \`BENCH_LEV
 - **Mix**: 70 % feed — \`GET /v1/collections/posts/documents?sort=-createdAt&limit=20\` (65 % first page, class *default*; 20 % a later page with a cursor from an
   earlier answer, *sheddable*; 15 % a prefetch of the first page with \`Levee-Priority: sheddable\`), 20 % writes (\`POST /v1/collections/posts/documents\`,
   small JSON body, \`Idempotency-Key\`, *critical*), 10 % token refreshes (\`POST /v1/auth/refresh\`; each token used once, the new one kept, *critical*).
-- **Capacity**: a 5 s closed-loop run (${s.closedConcurrency} in flight) gives an estimate; open-loop steps of ${s.stepSeconds} s go up from 60 % of it; capacity is the highest offered
-  rate whose goodput is ≥ 95 % of it with p99 ≤ ${s.objectiveMs} ms (measured once, with protection on, and used for every ladder).
+- **Capacity**: a 5 s closed-loop run (${s.closedConcurrency} in flight) gives an estimate; open-loop steps of ${s.stepSeconds} s go up from 60 % of it (a step that fails is tried
+  once more); capacity is the highest offered rate whose goodput is ≥ 95 % of it with p99 ≤ ${s.objectiveMs} ms (measured once, with protection on, and used for every ladder).
 - **Ladder**: ${s.warmup} s warm-up at 1×, then each level for ${s.seconds} s back to back, then ${s.recoverySeconds} s at 1× again (recovery, in 1 s windows). Once with
   protection on, once off, each on a freshly started server (VACUUM ANALYZE in between). **Goodput** = 2xx answers within ${s.objectiveMs} ms of their scheduled time,
   per second; **ok** columns = 2xx / attempts of that class; latency percentiles are of 2xx answers only, from the scheduled time.
-- **Retry storm**: the same mix at ${String(s.stormLevels)}× capacity (${s.stormSeconds} s each after a 5 s warm-up), with two client populations: *naive* — on a timeout, a
+- **Retry storm**: the same mix at ${(s.stormLevels as unknown as number[]).map((x) => `${x}×`).join(' and ')} capacity (${s.stormSeconds} s each after a 5 s warm-up), with two client populations: *naive* — on a timeout, a
   5xx/429 or a connection error, retry at once, up to 3 times; *disciplined* — \`src/client/retry.ts\`: only retryable failures, only safe requests
   (writes carry an Idempotency-Key; refreshes have none and are not retried), full-jitter backoff (100 ms base, 2 s cap), Retry-After as a floor, one shared
   budget of 10 % of requests. Goodput counts each attempt against its own scheduled time; *attempts per request* shows the amplification.
@@ -372,7 +393,9 @@ ${r.capacity.steps.map((x) => `${r0(x.rate)}/s → goodput ${r0(x.goodput)}/s, p
 
 ${mdTable(LADDER_HEAD, l.rows.map(ladderCells))}
 
-Recovery: ${recoveryText(l)}. Refresh sessions lost (timed out or revoked): ${r0(l.sessionsLost)}; refreshes skipped for want of a session: ${r0(l.refreshUnderflow)}; requests unanswered when the run ended: ${r0(l.abandoned)}.
+${mdTable(LADDER_HEAD_2, l.rows.map(ladderCells2))}
+
+Recovery: ${recoveryText(l)}. Other processes used ${l.busyBefore.toFixed(2)} cores just before this run. Refresh sessions lost (timed out or revoked): ${r0(l.sessionsLost)}; refreshes skipped for want of a session: ${r0(l.refreshUnderflow)}; requests unanswered when the run ended: ${r0(l.abandoned)}.
 `);
   }
   if (r.storm.length) {
@@ -385,7 +408,7 @@ ${r.stormServerExited.length ? `\nThe server exited during: ${r.stormServerExite
   if (t.length) {
     out.push(`### Targets (protection on)
 
-${mdTable(['target', 'goal', 'measured', ''], t.map((x) => [x.target, x.goal, x.measured, x.met === undefined ? '' : x.met ? '**met**' : '**not met**']))}
+${mdTable(['target', 'goal', 'measured', ''], t.map((x) => [x.target, x.goal, x.measured, x.met === undefined ? '' : x.met ? '**met**' : '**not met**']), 'text')}
 `);
   }
   out.push(`### Notes
@@ -404,7 +427,16 @@ function notes(r: OverloadReport): string[] {
     const limited = l.rows.filter((row) => row.generatorLimit);
     if (limited.length) out.push(`Protection ${l.protection ? 'on' : 'off'}: the generator, not only the server, was a limit at ${limited.map((row) => `${row.name} (${row.generatorLimit})`).join('; ')}. Latency there includes the generator's own delay (it is measured from the schedule).`);
     if (l.serverExited) out.push(`Protection ${l.protection ? 'on' : 'off'}: the server process exited during the run.`);
+    const dropped = l.rows.filter((row) => row.server.listenDrops > 100);
+    if (dropped.length) {
+      out.push(
+        `Protection ${l.protection ? 'on' : 'off'}: the kernel dropped connection attempts because the server's listen queue was full at ${dropped.map((row) => `${row.name} (${r0(row.server.listenDrops)})`).join(', ')}: ` +
+          'the server was not accepting connections fast enough, so clients saw connect timeouts rather than fast 503s. Every client timeout aborts its request and closes the connection, and the next request opens a new one: timeouts turn into a connection storm.',
+      );
+    }
   }
+  const busiest = Math.max(0, ...r.ladders.flatMap((l) => l.rows.map((row) => row.server.otherCpu)), ...r.storm.map((x) => x.server.otherCpu));
+  if (busiest > 0.3) out.push(`Other processes on the machine used up to ${busiest.toFixed(2)} cores during the measured phases (column *other CPU*): the server had that much less, and capacity and every level are depressed accordingly.`);
   const stormLimited = r.storm.filter((s) => s.generatorLimit);
   if (stormLimited.length) out.push(`Retry storm: generator-limited at ${stormLimited.map((s) => `${s.policy} ${s.level}× (${s.generatorLimit})`).join('; ')}.`);
   out.push('Two cores are shared by the generator, Levee and PostgreSQL (and whatever else runs on the machine): every CPU the generator spends at 8× is taken from the server. Compare runs, not single figures.');

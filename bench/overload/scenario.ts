@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -228,6 +229,18 @@ export class GeneratorProcess {
 
 // ---- server-side sampling ------------------------------------------------------------------------
 
+/**
+ * Connections the kernel dropped because a listen queue was full (TcpExt ListenOverflows, machine-wide):
+ * when a server stops accepting fast enough, clients see connect timeouts, not 503s.
+ */
+export function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf('ListenOverflows');
+  return i > 0 ? Number(values[i]) : NaN;
+}
+
 export interface ServerPhaseStats {
   rssMinMb: number;
   rssMaxMb: number;
@@ -236,11 +249,13 @@ export interface ServerPhaseStats {
   postgresCpu: number;
   /** Cores used by everything else on the machine (other processes, softirq): noise. */
   otherCpu: number;
+  /** Connection attempts dropped by a full listen queue (machine-wide). */
+  listenDrops: number;
 }
 
 /** Samples the server's RSS every second and its (and PostgreSQL's) CPU at each phase boundary. */
 export class Sampler {
-  private marks: { wall: number; server: number; postgres: number; generator: number; machine: number }[] = [];
+  private marks: { wall: number; server: number; postgres: number; generator: number; machine: number; drops: number }[] = [];
   private rss: { phase: number; mb: number }[] = [];
   private phase = -1;
   private timer: NodeJS.Timeout | undefined;
@@ -251,7 +266,7 @@ export class Sampler {
   ) {}
 
   private mark() {
-    this.marks.push({ wall: performance.now(), server: cpuSecondsOf(this.pid), postgres: cpuSecondsOfCommand('postgres'), generator: cpuSecondsOf(this.generatorPid), machine: machineCpu().busy });
+    this.marks.push({ wall: performance.now(), server: cpuSecondsOf(this.pid), postgres: cpuSecondsOfCommand('postgres'), generator: cpuSecondsOf(this.generatorPid), machine: machineCpu().busy, drops: listenOverflows() });
   }
 
   private sampleRss() {
@@ -286,6 +301,7 @@ export class Sampler {
         serverCpu: cores('server'),
         postgresCpu: cores('postgres'),
         otherCpu: Math.max(0, cores('machine') - cores('server') - cores('postgres') - cores('generator')),
+        listenDrops: a && b ? b.drops - a.drops : NaN,
       });
     }
     return { perPhase, rss: this.rss.map((s) => s.mb) };
@@ -321,7 +337,7 @@ export interface Capacity {
 /**
  * Capacity: the highest offered rate (open model) whose goodput is ≥ 95 % of it with p99 ≤ the
  * objective. A short closed-loop run gives the starting estimate; open-loop steps then go up from
- * 60 % of it until one fails (or down, if the first fails).
+ * 60 % of it until one fails twice in a row (or down, if the first fails).
  */
 export async function findCapacity(gen: GeneratorProcess, server: Child, o: { objectiveMs: number; stepSeconds: number; concurrency: number }): Promise<Capacity> {
   const closed = await gen.run(
@@ -348,10 +364,12 @@ export async function findCapacity(gen: GeneratorProcess, server: Child, o: { ob
     log(`  ${Math.round(rate)}/s offered: goodput ${Math.round(goodput)}/s, p99 ${step.p99.toFixed(0)} ms, generator lag p99 ${step.lagP99.toFixed(1)} ms → ${step.pass ? 'pass' : 'fail'}`);
     return step.pass;
   };
+  // A step fails only if it fails twice: one burst of other work on a shared machine should not set capacity.
+  const passes = async (rate: number) => (await tryRate(rate)) || (await tryRate(rate));
   let best = 0;
   const up = [0.6, 0.75, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.7, 2.0];
   for (const f of up) {
-    if (!(await tryRate(Math.round(estimate * f)))) break;
+    if (!(await passes(Math.round(estimate * f)))) break;
     best = Math.round(estimate * f);
   }
   if (best === 0) {

@@ -67,13 +67,21 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
 
   // Registered first, so its cheap check runs before admission.
   if (opts.admission) {
+    // The delay is a mean over each sample interval, so the first samples still carry start-up
+    // (module loading, migrations, PGlite's initdb): not a reason to turn the first callers away.
+    const sampleInterval = 500;
+    let measuringSince = Infinity;
+    app.addHook('onReady', async () => {
+      measuringSince = performance.now() + 2 * sampleInterval;
+    });
     await app.register(underPressure, {
       maxEventLoopDelay: opts.maxEventLoopDelayMs,
       // The heap guard sits just under V8's limit: past it the process would crash on OOM anyway.
       maxHeapUsedBytes: Math.floor(getHeapStatistics().heap_size_limit * 0.95),
-      sampleInterval: 500,
+      sampleInterval,
       pressureHandler: (req, reply, type, value) => {
         if (req.routeOptions.config.unprotected) return;
+        if (type === 'eventLoopDelay' && performance.now() < measuringSince) return;
         req.log.warn({ type, value }, 'under pressure: shedding');
         opts.onRejected?.('default', `pressure_${type}`);
         sendProblem(new LeveeError('overloaded', `The server is under pressure (${type})`, { retryAfter: 5 }), req, reply);
@@ -87,7 +95,9 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
     const deadline = new RequestDeadline(performance.now() + budget);
     req.deadline = deadline;
     let ticket: Ticket | undefined;
+    let closed = false;
     reply.raw.once('close', () => {
+      closed = true;
       deadline.dispose();
       ticket?.release({ ok: reply.statusCode !== 504 });
     });
@@ -110,7 +120,7 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
     admitted.then(
       (t) => {
         // The client may have gone while it waited: hand the slot straight back.
-        if (reply.raw.destroyed || reply.raw.writableEnded) return t.release();
+        if (closed) return t.release();
         ticket = t;
         done();
       },

@@ -42,6 +42,9 @@ export interface BucketStore {
   take(policy: BucketPolicy, key: string): Promise<Decision>;
 }
 
+// Rounds up, ignoring floating-point dust (0.002 / 0.002 is not always exactly 1).
+const ceil = (ms: number) => Math.ceil(ms - 1e-6);
+
 const decide = (policy: BucketPolicy, tokensBefore: number, ratePerMs: number): { tokens: number; decision: Decision } => {
   const allowed = tokensBefore >= 1;
   const tokens = allowed ? tokensBefore - 1 : tokensBefore;
@@ -50,8 +53,8 @@ const decide = (policy: BucketPolicy, tokensBefore: number, ratePerMs: number): 
     decision: {
       allowed,
       remaining: Math.floor(tokens),
-      nextTokenMs: tokens >= 1 ? 0 : Math.ceil((1 - tokens) / ratePerMs),
-      resetMs: Math.ceil((policy.burst - tokens) / ratePerMs),
+      nextTokenMs: tokens >= 1 ? 0 : ceil((1 - tokens) / ratePerMs),
+      resetMs: ceil((policy.burst - tokens) / ratePerMs),
     },
   };
 };

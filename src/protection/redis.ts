@@ -40,6 +40,8 @@ export interface SharedRedis {
   close(): Promise<void>;
 }
 
+const HALF_OPEN_AFTER_MS = 2_000;
+
 /** Reconnect delay: exponential from 50 ms, capped at 2 s, with jitter so instances spread out. */
 export const reconnectDelay = (attempt: number): number => Math.round(Math.min(50 * 2 ** Math.min(attempt, 10), 2_000) * (0.5 + Math.random() / 2));
 
@@ -80,15 +82,19 @@ export function createSharedRedis(opts: SharedRedisOptions): SharedRedis {
     concurrency: 256,
     queue: 0,
     failuresToOpen: 5,
-    halfOpenAfterMs: 2_000,
+    halfOpenAfterMs: HALF_OPEN_AFTER_MS,
     unavailable: (reason) => new LeveeError('unavailable', `Redis is unavailable (${reason})`),
   });
 
   let down = false;
+  // The breaker only moves from open to half-open when a call is attempted after the delay, so
+  // "skip while open" must itself let a call through once the delay has passed — else the
+  // circuit would never close again. `openedAt` is when it (re)opened, as far as calls saw.
+  let openedAt = 0;
   return {
     client,
     keyPrefix: opts.keyPrefix,
-    available: () => dependency.state() !== 'open',
+    available: () => dependency.state() !== 'open' || Date.now() - openedAt >= HALF_OPEN_AFTER_MS,
     async run(fn) {
       try {
         const result = await dependency.run(() => fn(client));
@@ -102,6 +108,8 @@ export function createSharedRedis(opts: SharedRedisOptions): SharedRedis {
           down = true;
           log.warn({ err: (e as Error).message }, 'redis unavailable: deciding per process until it answers again');
         }
+        // Opened by this failure, or re-opened by a failed trial call.
+        if (dependency.state() === 'open' && Date.now() - openedAt >= HALF_OPEN_AFTER_MS) openedAt = Date.now();
         throw e;
       }
     },

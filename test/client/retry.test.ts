@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -252,5 +254,29 @@ describe('fetchWithRetry', () => {
     setTimeout(() => ac.abort(new Error('user left the screen')), 30);
     await assert.rejects(fetchWithRetry(fetchFn, 'http://x/', { method: 'GET', signal: ac.signal }, { timeoutMs: 1000 }), /user left the screen/);
     assert.ok(performance.now() - t0 < 2_000);
+  });
+
+  it('works with the global fetch against a real server (503 + Retry-After, then 200)', async () => {
+    let calls = 0;
+    const server = createServer((req, res) => {
+      calls++;
+      if (calls === 1) {
+        res.writeHead(503, { 'content-type': 'application/problem+json', 'retry-after': '0' });
+        res.end(JSON.stringify({ type: 'urn:levee:problem:overloaded', status: 503, code: 'overloaded', retryable: true }));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ok: true, method: req.method }));
+      }
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const res = await fetchWithRetry(fetch, `http://127.0.0.1:${port}/v1/x`, { method: 'GET' }, { backoff: { baseMs: 1, capMs: 5 }, timeoutMs: 5_000 });
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { ok: true, method: 'GET' });
+      assert.equal(calls, 2);
+    } finally {
+      server.close();
+    }
   });
 });

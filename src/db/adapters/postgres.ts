@@ -161,6 +161,9 @@ export function createPostgresDb(opts: PostgresOptions): Db {
   });
   // An idle client losing its connection (server restart) must not crash the process.
   pool.on('error', (err) => opts.onError?.(err));
+  // A checked-out client has no pool listener: a server shutting down (FATAL 57P01) or a dropped socket
+  // while it sits between queries would otherwise be an unhandled 'error' event that kills the process.
+  pool.on('connect', (client) => client.on('error', (err) => opts.onError?.(err)));
 
   return {
     engine: 'postgres',
