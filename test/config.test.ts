@@ -98,6 +98,18 @@ describe('loadConfig', () => {
     assert.equal(config.dbPoolSize, 25);
   });
 
+  it('LEVEE_TRUST_PROXY: off, on, a hop count or addresses; booleans and lists from the file', () => {
+    const trust = (v: string) => loadConfig({ LEVEE_CONFIG: configFile({}), LEVEE_TRUST_PROXY: v }).trustProxy;
+    assert.equal(loadConfig({ LEVEE_CONFIG: configFile({}) }).trustProxy, false);
+    assert.equal(trust('off'), false);
+    assert.equal(trust('on'), true);
+    assert.equal(trust('2'), 2);
+    assert.deepEqual(trust('10.0.0.0/8, 127.0.0.1'), ['10.0.0.0/8', '127.0.0.1']);
+    assert.equal(loadConfig({ LEVEE_CONFIG: configFile({ trustProxy: true }) }).trustProxy, true);
+    assert.deepEqual(loadConfig({ LEVEE_CONFIG: configFile({ trustProxy: ['10.0.0.1'] }) }).trustProxy, ['10.0.0.1']);
+    assert.throws(() => trust('500'), /LEVEE_TRUST_PROXY must be between 1 and 100/);
+  });
+
   it('accepts the minimal collections form', () => {
     const file = configFile({ collections: { posts: { read: 'public', write: 'owner', indexes: ['createdAt'] } } });
     const config = loadConfig({ LEVEE_CONFIG: file });

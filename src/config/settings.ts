@@ -89,6 +89,8 @@ export const SETTINGS = {
     default: false as boolean | number | string[],
     doc: 'Behind a load balancer or reverse proxy, take the client IP (used by per-IP rate limits, sign-in throttling and session records) from `X-Forwarded-For`: `on` trusts every hop, a number trusts that many hops, a comma-separated list trusts those addresses/CIDRs. `off` uses the TCP peer address — behind a proxy that is the proxy, and every client shares one per-IP limit.',
     parse: (raw: unknown): boolean | number | string[] => {
+      if (typeof raw === 'boolean') return raw;
+      if (Array.isArray(raw)) return list(raw);
       const s = str(raw).toLowerCase();
       if (['off', 'false', 'no', '0', ''].includes(s)) return false;
       if (['on', 'true', 'yes'].includes(s)) return true;

@@ -101,7 +101,10 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
       deadline.dispose();
       ticket?.release({ ok: reply.statusCode !== 504 });
     });
-    if (!opts.admission || config.unprotected) return done();
+    // The rest of the hooks (rate limits, authentication) run inside the deadline's scope too;
+    // the handler is re-entered into it above, since body parsing runs outside any scope.
+    const proceed = () => runWithDeadline(deadline, done);
+    if (!opts.admission || config.unprotected) return proceed();
 
     const priority = priorityOf(req);
     const admitted = opts.admission.acquire(priority, budget);
@@ -115,14 +118,14 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
     }
     if (!(admitted instanceof Promise)) {
       ticket = admitted;
-      return done();
+      return proceed();
     }
     admitted.then(
       (t) => {
         // The client may have gone while it waited: hand the slot straight back.
         if (closed) return t.release();
         ticket = t;
-        done();
+        proceed();
       },
       (e: unknown) => reject(e instanceof AdmissionRejected ? e.reason : 'rejected'),
     );
