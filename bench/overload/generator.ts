@@ -212,16 +212,17 @@ export class Generator {
     return Math.floor(this.random() * this.spec.accessTokens.length);
   }
 
-  private newRequest(phase: number): Req | undefined {
+  private pickKind(): Kind {
     let x = this.random();
-    let kind: Kind = 'feed';
     for (const m of MIX) {
-      if (x < m.weight) {
-        kind = m.kind;
-        break;
-      }
+      if (x < m.weight) return m.kind;
       x -= m.weight;
     }
+    return 'feed';
+  }
+
+  private newRequest(phase: number): Req | undefined {
+    const kind = this.pickKind();
     const u = this.userIndex();
     const req: Req = { kind, cls: CLASS_INDEX[CLASS_OF[kind]], method: 'GET', path: FEED_PATH, headers: this.feedHeaders[u]!, body: undefined, token: undefined, retries: 0, phase };
     switch (kind) {
@@ -398,8 +399,29 @@ export class Generator {
   }
 
   private launch(scheduled: number, now: number) {
-    const req = this.newRequest(this.phaseOf(scheduled));
+    const phase = this.phaseOf(scheduled);
+    // An arrival already a client timeout behind would time out before it could be answered: count
+    // it as a timeout without sending it, so a generator that fell behind does not burst a backlog
+    // of doomed requests at the server (and into the next phase).
+    if (now - scheduled >= this.spec.timeoutMs) return this.skip(phase, scheduled);
+    const req = this.newRequest(phase);
     if (req) this.send(req, scheduled, now);
+  }
+
+  private skip(phase: number, scheduled: number) {
+    const kind = this.pickKind();
+    const cls = CLASS_INDEX[CLASS_OF[kind]];
+    const p = this.phases[phase]!;
+    const c = p.byClass[cls]!;
+    c.attempts++;
+    c.requests++;
+    c.timeouts++;
+    p.byKind[kind].attempts++;
+    p.skipped++;
+    const w = this.windowAt(Math.max(0, Math.floor((scheduled - this.start) / 1000)));
+    w.attempts++;
+    w.failed++;
+    if (cls === CRITICAL) w.criticalAttempts++;
   }
 
   private expireTimeouts(now: number) {

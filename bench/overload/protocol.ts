@@ -118,6 +118,8 @@ export interface PhaseResult {
   maxInFlight: number;
   /** Attempts sent while every connection was busy (they waited in undici's queue, inside the client). */
   sentWhileSaturated: number;
+  /** Arrivals not sent because the generator was already a client timeout behind them (counted as timeouts). */
+  skipped: number;
 }
 
 export interface RunResult {

@@ -80,6 +80,7 @@ export function generatorLimit(p: PhaseResult, objectiveMs: number): string {
   if (p.rate > 0 && p.sendRate < 0.95 * wanted) reasons.push(`sent ${pct(p.sendRate / wanted)} of schedule`);
   if (p.cpu > 0.9) reasons.push(`CPU ${p.cpu.toFixed(2)}`);
   else if (p.elu > 0.9) reasons.push(`event loop ${pct(p.elu)} busy on ${p.cpu.toFixed(2)} core`);
+  if (p.skipped > 0) reasons.push(`${r0(p.skipped)} arrivals not sent (a client timeout behind)`);
   if (p.sentWhileSaturated > 0.01 * Math.max(1, p.all.attempts)) reasons.push(`connection pool full (up to ${p.maxInFlight} in flight)`);
   return reasons.join(', ');
 }

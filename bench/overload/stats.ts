@@ -58,6 +58,7 @@ export class PhaseAcc {
   sessionsLost = 0;
   maxInFlight = 0;
   sentWhileSaturated = 0;
+  skipped = 0;
   cpu = 0;
   elu = 0;
 
@@ -88,6 +89,7 @@ export class PhaseAcc {
       elu: this.elu,
       maxInFlight: this.maxInFlight,
       sentWhileSaturated: this.sentWhileSaturated,
+      skipped: this.skipped,
     };
   }
 }
