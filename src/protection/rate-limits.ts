@@ -233,9 +233,9 @@ export function createRateLimits(opts: RateLimitsOptions): RateLimits {
     route(name, inline) {
       let p = routes.get(name);
       if (!p) {
+        if (name === 'ip' || name === 'user') throw new Error(`rate limit name "${name}" is reserved`);
         const limit = opts.routes[name] ?? (inline?.perMinute ? { perMinute: inline.perMinute, burst: inline.burst ?? inline.perMinute } : undefined);
         if (!limit) throw new Error(`rate limit "${name}" has no configured or declared rate`);
-        if (name === 'ip' || name === 'user') throw new Error(`rate limit name "${name}" is reserved`);
         p = { name, ...limit };
         routes.set(name, p);
       }

@@ -6,7 +6,7 @@ import { installProtection, priorityOf } from '../../src/http/protection.js';
 import { sendProblem } from '../../src/http/problem.js';
 import { AdmissionController } from '../../src/protection/admission.js';
 import { remainingMs } from '../../src/protection/deadline.js';
-import { createTestApp, signUp, type TestApp } from '../support/app.js';
+import { createTestApp, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
 
 // The front of the request path on a bare Fastify app with controllable routes: admission,
@@ -229,7 +229,9 @@ for (const engine of await engines()) {
     let token: string;
     before(async () => {
       t = await createTestApp(engine, { overrides: { requestDeadlineMs: 400 } });
-      token = (await signUp(t)).accessToken;
+      // Straight through the service (no request, no deadline): password hashing on a busy machine
+      // is not what this suite is about.
+      token = (await t.services.auth.signUp({ email: `deadline.${Date.now()}@example.com`, password: 'correct horse 1' })).accessToken;
     });
     after(() => t.close());
 

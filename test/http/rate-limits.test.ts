@@ -1,63 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse } from 'fastify';
-import type { Settings } from '../../src/config/settings.js';
 import { createTestApp, uniqueEmail, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
-import { closedPort, deletePrefix, REDIS_TEST_URL, redisSkip, silentServer, uniquePrefix } from '../support/redis.js';
+import { assertLimited, from, LIMITS, PASSWORD, signUpFrom } from '../support/rate-limits.js';
 
-// Rate limits and sign-in throttling through HTTP: 429 problem+json with Retry-After and the
-// RateLimit headers; per IP, per user, per route; shared through Redis; and with Redis down or
-// hung, still served promptly and still limited (per process). The feature does not depend on the
-// database engine, so it runs on the embedded one.
+// Rate limits and sign-in throttling through HTTP, with in-process buckets: 429 problem+json with
+// Retry-After and the RateLimit headers; per IP, per user, per route; brute-force per account and
+// per IP. The feature does not depend on the database engine, so it runs on the embedded one.
+// Through Redis and with Redis down: rate-limits-redis*.test.ts.
 
 const pglite = (await engines()).find((e) => e.name === 'pglite')!;
-const redisSkipped = await redisSkip();
-
-type Call = (method: 'GET' | 'POST' | 'DELETE', url: string, o?: { token?: string; body?: unknown; headers?: Record<string, string> }) => Promise<LightMyRequestResponse>;
-
-/** Requests from one client address. */
-const from = (t: TestApp, ip: string): Call => (method, url, o = {}) =>
-  t.app.inject({
-    method,
-    url,
-    remoteAddress: ip,
-    headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
-    ...(o.body !== undefined ? { payload: JSON.stringify(o.body) } : {}),
-  });
-
-const PASSWORD = 'correct horse 1';
-
-async function signUpFrom(call: Call, email = uniqueEmail('rl')) {
-  const res = await call('POST', '/v1/auth/signup', { body: { email, password: PASSWORD } });
-  assert.equal(res.statusCode, 201, res.body);
-  return { ...(res.json() as { accessToken: string; user: { id: string } }), email };
-}
-
-function assertLimited(res: LightMyRequestResponse, limit: string) {
-  assert.equal(res.statusCode, 429, res.body);
-  assert.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
-  const body = res.json();
-  assert.equal(body.code, 'rate_limited');
-  assert.equal(body.retryable, true);
-  assert.equal(body.limit, limit);
-  const retryAfter = Number(res.headers['retry-after']);
-  assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1, `Retry-After ${res.headers['retry-after']}`);
-  assert.match(String(res.headers.ratelimit), new RegExp(`"${limit}";r=0;t=${retryAfter}(,|$)`));
-  return retryAfter;
-}
-
-const LIMITS: Partial<Settings> = {
-  rateLimitIpPerMinute: 60,
-  rateLimitIpBurst: 6,
-  rateLimitUserPerMinute: 120,
-  rateLimitUserBurst: 8,
-  rateLimitSignupPerMinute: 2,
-  rateLimitAnonymousPerMinute: 3,
-  rateLimitPasswordChangePerMinute: 1,
-  signInAccountFailures: 3,
-  signInIpFailures: 5,
-};
 
 describe('rate limits over HTTP (in-process buckets)', () => {
   let t: TestApp;
@@ -203,85 +155,4 @@ describe('LEVEE_PROTECTION=off', () => {
     }
     for (let i = 0; i < 3; i++) await signUpFrom(call);
   });
-});
-
-describe('rate limits shared through Redis by two instances', { skip: redisSkipped }, () => {
-  const prefix = uniquePrefix();
-  let a: TestApp;
-  let b: TestApp;
-  before(async () => {
-    const overrides = { ...LIMITS, rateLimitIpBurst: 4, redisUrl: REDIS_TEST_URL, redisKeyPrefix: prefix };
-    [a, b] = await Promise.all([createTestApp(pglite, { overrides }), createTestApp(pglite, { overrides })]);
-    for (const t of [a, b]) {
-      const client = t.services.redis!.client;
-      if (client.status !== 'ready') await new Promise((ok) => client.once('ready', ok));
-    }
-  });
-  after(async () => {
-    await Promise.all([a?.close(), b?.close()]);
-    await deletePrefix(prefix);
-  });
-
-  it('the second instance sees what the first consumed', async () => {
-    const onA = from(a, '10.2.0.1');
-    const onB = from(b, '10.2.0.1');
-    assert.match(String((await onA('GET', '/v1/collections/posts/documents')).headers.ratelimit), /^"ip";r=3;/);
-    await onA('GET', '/v1/collections/posts/documents');
-    assert.match(String((await onB('GET', '/v1/collections/posts/documents')).headers.ratelimit), /^"ip";r=1;/);
-    assert.match(String((await onB('GET', '/v1/collections/posts/documents')).headers.ratelimit), /^"ip";r=0;/);
-    assertLimited(await onA('GET', '/v1/collections/posts/documents'), 'ip');
-    assertLimited(await onB('GET', '/v1/collections/posts/documents'), 'ip');
-  });
-
-  it('sign-in failures on one instance block the account on the other', async () => {
-    const email = uniqueEmail('shared');
-    for (let i = 0; i < 3; i++) assert.equal((await from(a, `10.2.1.${i}`)('POST', '/v1/auth/signin', { body: { email, password: 'wrong password' } })).statusCode, 401);
-    const blocked = await from(b, '10.2.1.9')('POST', '/v1/auth/signin', { body: { email, password: 'wrong password' } });
-    assert.equal(blocked.statusCode, 429);
-    assert.equal(blocked.json().code, 'too_many_sign_in_attempts');
-  });
-});
-
-describe('Redis unreachable: requests are served promptly and limits apply per process', () => {
-  for (const kind of ['refused connections', 'a server that accepts and never answers'] as const) {
-    describe(kind, () => {
-      let t: TestApp;
-      let silent: Awaited<ReturnType<typeof silentServer>> | undefined;
-      before(async () => {
-        silent = kind === 'refused connections' ? undefined : await silentServer();
-        const redisUrl = silent?.url ?? `redis://127.0.0.1:${await closedPort()}`;
-        t = await createTestApp(pglite, { overrides: { ...LIMITS, rateLimitIpBurst: 3, redisUrl, redisCommandTimeoutMs: 100 } });
-      });
-      after(async () => {
-        await t?.close();
-        await silent?.close();
-      });
-
-      it('each request well under 500 ms; the per-IP limit still holds', async () => {
-        const call = from(t, '10.3.0.1');
-        const times: number[] = [];
-        const statuses: number[] = [];
-        for (let i = 0; i < 6; i++) {
-          const t0 = performance.now();
-          statuses.push((await call('GET', '/v1/collections/posts/documents')).statusCode);
-          times.push(performance.now() - t0);
-        }
-        assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429]);
-        assert.ok(Math.max(...times) < 500, times.map((ms) => ms.toFixed(0)).join(' '));
-        // While disconnected the client refuses at once (no offline queue): not even the command
-        // timeout is paid — six requests take less than four timeouts' worth.
-        assert.ok(times.reduce((a, b) => a + b) < 400, times.map((ms) => ms.toFixed(0)).join(' '));
-        assert.match((await t.call('GET', '/metrics')).body, /levee_rate_limit_fallback_total\{limit="ip"[^}]*\} [1-9]/);
-      });
-
-      it('sign-in throttling still holds, promptly', async () => {
-        const email = uniqueEmail('down');
-        const t0 = performance.now();
-        for (let i = 0; i < 3; i++) assert.equal((await from(t, `10.3.1.${i}`)('POST', '/v1/auth/signin', { body: { email, password: 'wrong password' } })).statusCode, 401);
-        const blocked = await from(t, '10.3.1.9')('POST', '/v1/auth/signin', { body: { email, password: 'wrong password' } });
-        assert.equal(blocked.statusCode, 429);
-        assert.ok(performance.now() - t0 < 2_000, `${(performance.now() - t0).toFixed(0)} ms for 4 sign-ins`);
-      });
-    });
-  }
 });

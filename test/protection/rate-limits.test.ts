@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../src/observability/logger.js';
 import { createDependencies } from '../../src/protection/dependency.js';
-import { createBucketStore, createMemoryBuckets, createRedisBuckets, ipKey, type BucketPolicy, type BucketStore } from '../../src/protection/rate-limits.js';
+import { createBucketStore, createMemoryBuckets, createRateLimits, createRedisBuckets, ipKey, type BucketPolicy, type BucketStore } from '../../src/protection/rate-limits.js';
 import { createSharedRedis, type SharedRedis } from '../../src/protection/redis.js';
 import { closedPort, deletePrefix, freezableProxy, REDIS_TEST_URL, redisSkip, silentServer, uniquePrefix } from '../support/redis.js';
 
@@ -88,6 +88,15 @@ describe('token bucket in memory', () => {
     for (let i = 0; i < 60; i++) await store.take(p, `busy-${i}`);
     // Each call drops up to two full buckets from the old end: the 100 idle ones are gone.
     assert.equal(store.size(), 60);
+  });
+
+  it('route limits: configured by name, or declared inline; ip and user are reserved', () => {
+    const limits = createRateLimits({ ip: { perMinute: 60, burst: 10 }, user: { perMinute: 30, burst: 5 }, routes: { signup: { perMinute: 20, burst: 20 } }, store: createMemoryBuckets(), registry: new Registry() });
+    assert.deepEqual(limits.route('signup', { perMinute: 1 }), { name: 'signup', perMinute: 20, burst: 20 });
+    assert.deepEqual(limits.route('upload', { perMinute: 6 }), { name: 'upload', perMinute: 6, burst: 6 });
+    assert.deepEqual(limits.route('export', { perMinute: 6, burst: 2 }), { name: 'export', perMinute: 6, burst: 2 });
+    assert.throws(() => limits.route('mystery'), /no configured or declared rate/);
+    assert.throws(() => limits.route('ip', { perMinute: 5 }), /reserved/);
   });
 
   it('counts IPv6 clients by their /64 and unwraps IPv4-mapped addresses', () => {
