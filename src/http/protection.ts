@@ -3,13 +3,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { LeveeError } from '../lib/errors.js';
-import { AdmissionRejected, PRIORITIES, type AdmissionController, type Priority, type Ticket } from '../protection/admission.js';
+import type { Priority } from '../protection/admission.js';
 import { RequestDeadline, runWithDeadline } from '../protection/deadline.js';
+import { deadlineOf, type AdmissionGate, type GateOptions } from './admission-gate.js';
 import { sendProblem } from './problem.js';
 
-// The front of the request path: every request gets a deadline, then passes admission control
-// (adaptive concurrency limit by priority class), with @fastify/under-pressure behind them as the
-// last line (event-loop delay, heap). Rejections happen in onRequest, before the body is read.
+// Deadlines and the last-line guard inside Fastify. Admission control itself runs before Fastify
+// sees the request (admission-gate.ts); @fastify/under-pressure (event-loop delay, heap) is the
+// last line behind it.
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,37 +26,19 @@ declare module 'fastify' {
   }
 }
 
-export interface ProtectionOptions {
-  /** Undefined when protection is off (benchmark comparison): deadlines still apply. */
-  admission: AdmissionController | undefined;
-  defaultDeadlineMs: number;
-  maxDeadlineMs: number;
-  /** Last-line guards; 0 disables one. */
+export interface ProtectionOptions extends GateOptions {
+  /** Last-line guard; 0 disables it. */
   maxEventLoopDelayMs: number;
-  onRejected?: (priority: Priority, reason: string) => void;
 }
 
-const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-
-/** The class of one request: the route's declaration, else by method; a client may only lower it. */
-export function priorityOf(req: FastifyRequest): Priority {
-  let p: Priority = req.routeOptions.config.priority ?? (WRITE_METHODS.has(req.method) ? 'critical' : 'default');
-  // A later page of a list is worth less than the first: the user is not looking at it yet.
-  if (p === 'default' && typeof (req.query as { cursor?: unknown } | undefined)?.cursor === 'string') p = 'sheddable';
-  const asked = req.headers['levee-priority'];
-  if (typeof asked === 'string' && (PRIORITIES as string[]).includes(asked) && PRIORITIES.indexOf(asked as Priority) > PRIORITIES.indexOf(p)) p = asked as Priority;
-  return p;
-}
-
-const overloaded = (priority: Priority) =>
-  // Spread the retries of shed requests over a few seconds; critical ones come back first.
-  new LeveeError('overloaded', undefined, { retryAfter: priority === 'critical' ? 1 : 1 + Math.floor(Math.random() * 3) });
-
-export async function installProtection(app: FastifyInstance, opts: ProtectionOptions) {
+export async function installProtection(app: FastifyInstance, gate: AdmissionGate, opts: ProtectionOptions) {
   app.decorateRequest('deadline', undefined);
 
-  // Each route handler runs inside its request's deadline scope (see protection/deadline.ts).
+  // Each route's policy goes to the gate; its handler runs inside the request's deadline scope
+  // (see protection/deadline.ts).
   app.addHook('onRoute', (route) => {
+    const { priority, deadlineMs, unprotected } = route.config ?? {};
+    gate.addRoute(route.method, route.url, { priority, deadlineMs, unprotected });
     const handler = route.handler;
     route.handler = function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
       const deadline = req.deadline;
@@ -65,8 +48,8 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
     };
   });
 
-  // Registered first, so its cheap check runs before admission.
-  if (opts.admission) {
+  // Registered first, so its cheap check runs before the other hooks.
+  if (opts.admission && opts.maxEventLoopDelayMs > 0) {
     // The delay is a mean over each sample interval, so the first samples still carry start-up
     // (module loading, migrations, PGlite's initdb): not a reason to turn the first callers away.
     const sampleInterval = 500;
@@ -89,46 +72,17 @@ export async function installProtection(app: FastifyInstance, opts: ProtectionOp
     });
   }
 
+  // The gate gave the request its deadline; requests that bypass the server (inject) get one here.
+  // The remaining hooks (rate limits, authentication) run inside the deadline's scope; the handler
+  // is re-entered into it above, since body parsing runs outside any scope.
   app.addHook('onRequest', (req, reply, done) => {
-    const config = req.routeOptions.config;
-    const budget = Math.min(config.deadlineMs ?? opts.defaultDeadlineMs, opts.maxDeadlineMs);
-    const deadline = new RequestDeadline(performance.now() + budget);
+    let deadline = deadlineOf(req.raw);
+    if (!deadline) {
+      const own = new RequestDeadline(performance.now() + Math.min(req.routeOptions.config.deadlineMs ?? opts.defaultDeadlineMs, opts.maxDeadlineMs));
+      reply.raw.once('close', () => own.dispose());
+      deadline = own;
+    }
     req.deadline = deadline;
-    let ticket: Ticket | undefined;
-    let closed = false;
-    reply.raw.once('close', () => {
-      closed = true;
-      deadline.dispose();
-      ticket?.release({ ok: reply.statusCode !== 504 });
-    });
-    // The rest of the hooks (rate limits, authentication) run inside the deadline's scope too;
-    // the handler is re-entered into it above, since body parsing runs outside any scope.
-    const proceed = () => runWithDeadline(deadline, done);
-    if (!opts.admission || config.unprotected) return proceed();
-
-    const priority = priorityOf(req);
-    const admitted = opts.admission.acquire(priority, budget);
-    const reject = (reason: string) => {
-      opts.onRejected?.(priority, reason);
-      sendProblem(overloaded(priority), req, reply);
-    };
-    if (typeof admitted === 'string') {
-      reject(admitted);
-      return;
-    }
-    if (!(admitted instanceof Promise)) {
-      ticket = admitted;
-      return proceed();
-    }
-    admitted.then(
-      (t) => {
-        // The client may have gone while it waited: hand the slot straight back.
-        if (closed) return t.release();
-        ticket = t;
-        proceed();
-      },
-      (e: unknown) => reject(e instanceof AdmissionRejected ? e.reason : 'rejected'),
-    );
+    runWithDeadline(deadline, done);
   });
-
 }

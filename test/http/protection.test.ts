@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import pg from 'pg';
-import { installProtection, priorityOf } from '../../src/http/protection.js';
+import { classify, createAdmissionGate } from '../../src/http/admission-gate.js';
+import { installProtection } from '../../src/http/protection.js';
 import { sendProblem } from '../../src/http/problem.js';
 import { AdmissionController } from '../../src/protection/admission.js';
 import { remainingMs } from '../../src/protection/deadline.js';
@@ -23,22 +24,28 @@ async function protectedApp(opts: { limit: number; queueSize?: number; queueWait
   const admission = new AdmissionController({ initialLimit: opts.limit, minLimit: opts.limit, maxLimit: opts.limit, queueSize: opts.queueSize ?? 0, queueWaitMs: opts.queueWaitMs ?? 100 });
   const rejected: string[] = [];
   const serverMs: number[] = [];
-  const app = Fastify();
-  app.addHook('onResponse', async (_req, reply) => {
-    if (reply.statusCode === 503) serverMs.push(reply.elapsedTime);
+  const protection = { admission, defaultDeadlineMs: opts.deadlineMs ?? 5000, maxDeadlineMs: 30_000, maxEventLoopDelayMs: opts.maxEventLoopDelayMs ?? 0, onRejected: (p: string, r: string) => rejected.push(`${p}:${r}`) };
+  const front = createAdmissionGate(protection);
+  const app = Fastify({ serverFactory: (handler, o) => front.serverFactory(handler, o) });
+  // Time on the server of a refused request: from the request handed over to the response written.
+  app.server.prependListener('request', (_req, res) => {
+    const t0 = performance.now();
+    res.once('finish', () => {
+      if (res.statusCode === 503) serverMs.push(performance.now() - t0);
+    });
   });
   app.setErrorHandler((err, req, reply) => sendProblem(err, req, reply));
-  await installProtection(app, { admission, defaultDeadlineMs: opts.deadlineMs ?? 5000, maxDeadlineMs: 30_000, maxEventLoopDelayMs: opts.maxEventLoopDelayMs ?? 0, onRejected: (p, r) => rejected.push(`${p}:${r}`) });
+  await installProtection(app, front, protection);
   let hold = gate();
   hold.open();
   const seen: string[] = [];
   app.get('/slow', async (req) => {
-    seen.push(priorityOf(req));
+    seen.push(classify(req.method, req.url, req.headers['levee-priority'], req.routeOptions.config.priority));
     await hold.opened;
     return { ok: true };
   });
   app.post('/slow', async (req) => {
-    seen.push(priorityOf(req));
+    seen.push(classify(req.method, req.url, req.headers['levee-priority'], req.routeOptions.config.priority));
     await hold.opened;
     return { ok: true };
   });
