@@ -20,30 +20,50 @@ if (files.length === 0) {
   console.error('run-tests: no test files matched');
   process.exit(1);
 }
-const tap = join(tmpdir(), `levee-tests-${process.pid}.tap`);
 const ci = process.env.LEVEE_CI === '1' || process.env.CI === 'true';
-const child = spawn(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
-  { stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
-);
-child.on('exit', (code) => {
-  const out = readFileSync(tap, 'utf8');
-  rmSync(tap, { force: true });
-  const count = (name) => Number(out.match(new RegExp(`^# ${name} (\\d+)$`, 'm'))?.[1] ?? 0);
-  const tests = count('tests');
+
+// Suites that measure latency (*.timing.test.ts) run after the others, one at a time, so that no
+// other suite competes with them for the machine's cores.
+const timing = files.filter((f) => f.endsWith('.timing.test.ts'));
+const batches = [
+  { files: files.filter((f) => !timing.includes(f)), concurrency: 2 },
+  { files: timing, concurrency: 1 },
+].filter((b) => b.files.length > 0);
+
+function run({ files: batch, concurrency }) {
+  const tap = join(tmpdir(), `levee-tests-${process.pid}-${concurrency}.tap`);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...batch],
+    { stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
+  );
+  return new Promise((resolve) =>
+    child.on('exit', (code) => {
+      const out = readFileSync(tap, 'utf8');
+      rmSync(tap, { force: true });
+      resolve({ code: code ?? 1, out });
+    }),
+  );
+}
+
+let tests = 0;
+let exitCode = 0;
+const skippedNames = [];
+for (const batch of batches) {
+  const { code, out } = await run(batch);
+  tests += Number(out.match(/^# tests (\d+)$/m)?.[1] ?? 0);
   // Counts skipped tests and skipped suites alike (a suite skipped as a whole has no tests).
-  const skippedNames = [...out.matchAll(/^\s*ok \d+ - (.*) # SKIP ?(.*)$/gm)].map((m) => `${m[1]}${m[2] ? ` (${m[2]})` : ''}`);
-  const skipped = skippedNames.length;
-  console.log(`\nrun-tests: ${tests} tests in ${files.length} files, ${skipped} skipped`);
-  for (const s of skippedNames) console.log(`  skipped: ${s}`);
-  if (tests === 0) {
-    console.error('run-tests: no test ran — failing');
-    process.exit(1);
-  }
-  if (ci && skipped > 0) {
-    console.error('run-tests: LEVEE_CI is set and suites were skipped — failing');
-    process.exit(1);
-  }
-  process.exit(code ?? 1);
-});
+  skippedNames.push(...[...out.matchAll(/^\s*ok \d+ - (.*) # SKIP ?(.*)$/gm)].map((m) => `${m[1]}${m[2] ? ` (${m[2]})` : ''}`));
+  if (code !== 0) exitCode = code;
+}
+console.log(`\nrun-tests: ${tests} tests in ${files.length} files, ${skippedNames.length} skipped`);
+for (const s of skippedNames) console.log(`  skipped: ${s}`);
+if (tests === 0) {
+  console.error('run-tests: no test ran — failing');
+  process.exit(1);
+}
+if (ci && skippedNames.length > 0) {
+  console.error('run-tests: LEVEE_CI is set and suites were skipped — failing');
+  process.exit(1);
+}
+process.exit(exitCode);

@@ -38,6 +38,8 @@ const MAX_ARRIVALS = 20_000_000;
 /** Most sends per tick before yielding to I/O (a generator far behind must still read answers). */
 const MAX_SENDS_PER_TICK = 1_000;
 const NAIVE_RETRIES = 3;
+/** In flight at most this many times the connection count (the rest waits in undici's queue). */
+const QUEUE_FACTOR = 4;
 const CURSOR_RING = 512;
 
 /** Deterministic PRNG (mulberry32). */
@@ -180,8 +182,11 @@ export class Generator {
   private timeoutHead = 0;
   private retryQueue = new RetryQueue();
   private closed: { concurrency: number; end: number } | undefined;
+  /** Most attempts in flight, connections plus undici's queue: past it the generator itself is the bottleneck. */
+  private readonly queueCap: number;
 
   constructor(private readonly spec: InitSpec) {
+    this.queueCap = spec.connections * QUEUE_FACTOR;
     this.random = prng(spec.seed);
     this.feedHeaders = spec.accessTokens.map((t) => ({ authorization: `Bearer ${t}` }));
     this.prefetchHeaders = spec.accessTokens.map((t) => ({ authorization: `Bearer ${t}`, 'levee-priority': 'sheddable' }));
@@ -281,7 +286,8 @@ export class Generator {
     return this.windows[index]!;
   }
 
-  private send(req: Req, scheduled: number, now: number) {
+  /** Counts an attempt (first try or retry) as scheduled, and returns it in flight. */
+  private begin(req: Req, scheduled: number, now: number): Attempt {
     const phase = this.phaseOf(scheduled);
     const wi = Math.max(0, Math.floor((scheduled - this.start) / 1000));
     const a = new Attempt(this, req, scheduled, phase, wi);
@@ -291,17 +297,33 @@ export class Generator {
     if (req.retries === 0) c.requests++;
     else p.retries++;
     p.byKind[req.kind].attempts++;
-    p.sent++;
     const w = this.windowAt(wi);
     w.attempts++;
     if (req.cls === CRITICAL) w.criticalAttempts++;
     const lag = now - scheduled;
     recordMs(p.lag, lag);
     if (lag > w.lagMax) w.lagMax = lag;
-    if (this.inFlight >= this.spec.connections) p.sentWhileSaturated++;
     this.inFlight++;
     if (this.inFlight > p.maxInFlight) p.maxInFlight = this.inFlight;
     a.sentAt = now;
+    return a;
+  }
+
+  private send(req: Req, scheduled: number, now: number) {
+    const late = now - scheduled >= this.spec.timeoutMs;
+    const full = this.inFlight >= this.queueCap;
+    const a = this.begin(req, scheduled, now);
+    const p = this.phases[a.phase]!;
+    if (late || full) {
+      // A retry the generator could not send in time, or with its own queue full: it fails
+      // without reaching the server, as it would on a device that gave up.
+      if (late) p.skipped++;
+      else p.queueFull++;
+      this.finish(a, late ? { kind: 'timeout' } : { kind: 'network' });
+      return;
+    }
+    p.sent++;
+    if (this.inFlight > this.spec.connections) p.sentWhileSaturated++;
     this.timeouts.push(a);
     try {
       this.pool!.dispatch({ path: req.path, method: req.method, headers: req.headers, body: req.body ?? null, headersTimeout: this.spec.timeoutMs * 2, bodyTimeout: this.spec.timeoutMs * 2 }, a);
@@ -403,21 +425,28 @@ export class Generator {
     // An arrival already a client timeout behind would time out before it could be answered: count
     // it as a timeout without sending it, so a generator that fell behind does not burst a backlog
     // of doomed requests at the server (and into the next phase).
-    if (now - scheduled >= this.spec.timeoutMs) return this.skip(phase, scheduled);
+    if (now - scheduled >= this.spec.timeoutMs) return this.skip(phase, scheduled, 'late');
+    if (this.inFlight >= this.queueCap) return this.skip(phase, scheduled, 'full');
     const req = this.newRequest(phase);
     if (req) this.send(req, scheduled, now);
   }
 
-  private skip(phase: number, scheduled: number) {
+  /** An arrival not sent: counted as a timeout (too late) or a connection error (the generator's queue is full). */
+  private skip(phase: number, scheduled: number, why: 'late' | 'full') {
     const kind = this.pickKind();
     const cls = CLASS_INDEX[CLASS_OF[kind]];
     const p = this.phases[phase]!;
     const c = p.byClass[cls]!;
     c.attempts++;
     c.requests++;
-    c.timeouts++;
+    if (why === 'late') {
+      c.timeouts++;
+      p.skipped++;
+    } else {
+      c.errors++;
+      p.queueFull++;
+    }
     p.byKind[kind].attempts++;
-    p.skipped++;
     const w = this.windowAt(Math.max(0, Math.floor((scheduled - this.start) / 1000)));
     w.attempts++;
     w.failed++;

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,7 @@ import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '.
 import { envNumber, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
 import { FEED_PATH } from '../workloads.js';
 import type { Phase, Policy } from './protocol.js';
-import { DOC_BEGIN, DOC_END, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
+import { DOC_BEGIN, DOC_END, generatorLimit, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
 import { accessTokens, createSessions, findCapacity, GeneratorProcess, log, runMeasured, seedDatabase, settle, startServer, type Capacity } from './scenario.js';
 
 // npm run bench:overload — issue 3's proof. Measures the capacity of a fresh Levee on real
@@ -33,7 +33,7 @@ const onOff = (name: string, dflt: string) =>
       return s === 'on';
     });
 
-const DEFAULTS = { seconds: 30, levels: '1,2,4,8', warmup: 5, recoverySeconds: 15, protection: 'on,off', stormLevels: '2,4', stormSeconds: 30, stormProtection: 'on' };
+const DEFAULTS = { seconds: 30, levels: '1,2,4,8', warmup: 10, recoverySeconds: 15, protection: 'on,off', stormLevels: '2,4', stormSeconds: 30, stormProtection: 'on' };
 const opts = {
   seconds: envNumber('BENCH_SECONDS', DEFAULTS.seconds),
   levels: numbers('BENCH_LEVELS', DEFAULTS.levels),
@@ -43,6 +43,10 @@ const opts = {
   stormLevels: numbers('BENCH_STORM_LEVELS', DEFAULTS.stormLevels),
   stormSeconds: envNumber('BENCH_STORM_SECONDS', DEFAULTS.stormSeconds),
   stormProtection: onOff('BENCH_STORM_PROTECTION', DEFAULTS.stormProtection),
+  stormPolicies: list('BENCH_STORM_POLICIES', 'none,naive,disciplined').map((p) => {
+    if (p !== 'none' && p !== 'naive' && p !== 'disciplined') throw new Error(`BENCH_STORM_POLICIES: "${p}" must be none, naive or disciplined`);
+    return p as Policy;
+  }),
   ladderPolicy: (process.env.BENCH_LADDER_POLICY ?? 'none') as Policy,
   capacity: envNumber('BENCH_CAPACITY', 0),
   stepSeconds: envNumber('BENCH_STEP_SECONDS', 5),
@@ -57,6 +61,14 @@ const opts = {
   timeoutSeconds: envNumber('BENCH_TIMEOUT', 2400),
   seed: envNumber('BENCH_SEED', 20261123),
   quietWait: envNumber('BENCH_QUIET_WAIT', 30),
+  /** Extra server settings, e.g. BENCH_SERVER_ENV=LEVEE_ADMISSION_MAX_LIMIT=64,LEVEE_DB_POOL_SIZE=20 */
+  serverEnv: Object.fromEntries(
+    list('BENCH_SERVER_ENV', '').map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new Error(`BENCH_SERVER_ENV: "${kv}" is not NAME=value`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  ) as Record<string, string>,
 };
 if (!['none', 'naive', 'disciplined'].includes(opts.ladderPolicy)) throw new Error('BENCH_LADDER_POLICY must be none, naive or disciplined');
 if (opts.seconds <= 0 || opts.seconds > 600 || opts.stormSeconds > 600) throw new Error('BENCH_SECONDS and BENCH_STORM_SECONDS must be in (0, 600]');
@@ -72,7 +84,7 @@ const writeDocs = process.env.BENCH_DOCS === '1' || (process.env.BENCH_DOCS !== 
 const estimatedMinutes =
   (60 +
     opts.protection.length * (opts.warmup + opts.levels.length * opts.seconds + opts.recoverySeconds + 25) +
-    opts.stormProtection.length * 2 * (5 + opts.stormLevels.length * opts.stormSeconds + 25)) /
+    opts.stormProtection.length * opts.stormPolicies.length * opts.stormLevels.length * (opts.warmup + opts.stormSeconds + 12)) /
   60;
 
 // ---- cleanup: children are killed and the database dropped on every way out -----------------------
@@ -170,7 +182,7 @@ async function main() {
   const start = async (protection: boolean) => {
     await server.current?.stop();
     if (server.current) await settle(url);
-    server.current = await startServer({ databaseUrl: url, protection, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}) });
+    server.current = await startServer({ databaseUrl: url, protection, env: opts.serverEnv, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}) });
     log(`server started (protection ${protection ? 'on' : 'off'}, pid ${server.current.pid})`);
     return server.current;
   };
@@ -206,10 +218,32 @@ async function main() {
   log(`capacity: ${C} req/s`);
 
   const ladders: Ladder[] = [];
-  for (const [i, protection] of opts.protection.entries()) {
-    if (i > 0 || protection !== firstProtection) s = await start(protection);
+  const storm: StormRow[] = [];
+  const stormWindows: OverloadReport['stormWindows'] = [];
+  const stormServerExited: string[] = [];
+  const startedAt = new Date().toISOString();
+  const reportNow = (): OverloadReport => ({
+    date: new Date().toISOString(),
+    command: 'npm run bench:overload',
+    machine,
+    settings: { ...opts, protection: opts.protection.map((p) => (p ? 'on' : 'off')), stormProtection: opts.stormProtection.map((p) => (p ? 'on' : 'off')), fullLength, estimatedMinutes, seeded },
+    capacity,
+    ladders,
+    storm,
+    stormWindows,
+    stormServerExited,
+  });
+  // After every run, what is done so far: a run that is stopped half-way still leaves its figures.
+  const partial = join(REPO, `bench/results/overload-${startedAt.replace(/[:.]/g, '-')}.partial.json`);
+  const saveProgress = () => {
+    mkdirSync(join(REPO, 'bench/results'), { recursive: true });
+    writeFileSync(partial, `${JSON.stringify(reportNow(), null, 2)}\n`);
+  };
+  for (const protection of opts.protection) {
+    s = await start(protection); // every ladder on a fresh server, the same way
     const phases: Phase[] = [
-      ...(opts.warmup > 0 ? [{ name: 'warm-up', rate: C, seconds: opts.warmup }] : []),
+      // A freshly started server is cold (JIT, caches, pools): warm it at half the capacity first.
+      ...(opts.warmup > 0 ? [{ name: 'warm-up', rate: Math.round(C / 2), seconds: opts.warmup }] : []),
       ...opts.levels.map((x) => ({ name: `${x}×`, rate: Math.round(x * C), seconds: opts.seconds })),
       ...(opts.recoverySeconds > 0 ? [{ name: 'recovery 1×', rate: C, seconds: opts.recoverySeconds }] : []),
     ];
@@ -227,7 +261,7 @@ async function main() {
       protection,
       policy: opts.ladderPolicy,
       rows,
-      recovery: base >= 0 && rec >= 0 ? recoveryOf(run.result.windows, base, rec) : undefined,
+      recovery: base >= 0 && rec >= 0 ? recoveryOf(run.result.windows, base, rec, opts.objectiveMs) : undefined,
       busyBefore,
       rssMb: run.rss,
       windows: run.result.windows,
@@ -237,53 +271,53 @@ async function main() {
       refreshUnderflow: run.result.phases.reduce((n, p) => n + p.refreshUnderflow, 0),
     });
     if (run.serverExited) log(`the server exited during the run:\n${s.output().slice(-3000)}`);
-    console.log(renderText({ date: '', command: '', machine, settings: {}, capacity, ladders: ladders.slice(-1), storm: [], stormWindows: [], stormServerExited: [] }));
+    saveProgress();
+    console.log(renderText({ ...reportNow(), ladders: ladders.slice(-1), storm: [] }));
   }
 
-  const storm: StormRow[] = [];
-  const stormWindows: OverloadReport['stormWindows'] = [];
-  const stormServerExited: string[] = [];
+  // One run per (level, client population), each on a fresh server, the populations interleaved
+  // level by level so that background load on a shared machine falls on all of them alike.
   for (const protection of opts.stormProtection) {
-    for (const policy of ['naive', 'disciplined'] as const) {
-      s = await start(protection);
-      const phases: Phase[] = [{ name: 'warm-up', rate: C, seconds: 5 }, ...opts.stormLevels.map((x) => ({ name: `${x}×`, rate: Math.round(x * C), seconds: opts.stormSeconds }))];
-      await topUp(phases);
-      const busyBefore = await quiet('the retry storm');
-      log(`retry storm, ${policy} clients, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
-      const run = await runMeasured(g, s, phases, policy);
-      stormWindows.push({ policy, protection, windows: run.result.windows });
-      if (run.serverExited) stormServerExited.push(`${policy} clients, protection ${protection ? 'on' : 'off'}`);
-      run.result.phases.slice(1).forEach((p, k) => {
-        const row = levelRow(opts.stormLevels[k], p, run.server[k + 1]!, C, opts.objectiveMs);
+    for (const level of opts.stormLevels) {
+      for (const policy of opts.stormPolicies) {
+        s = await start(protection);
+        const phases: Phase[] = [...(opts.warmup > 0 ? [{ name: 'warm-up', rate: Math.round(C / 2), seconds: opts.warmup }] : []), { name: `${level}×`, rate: Math.round(level * C), seconds: opts.stormSeconds }];
+        await topUp(phases);
+        const busyBefore = await quiet('the retry storm');
+        log(`retry storm, ${policy} clients, protection ${protection ? 'on' : 'off'}: ${phases.map((p) => `${p.name} ${p.rate}/s`).join(', ')}`);
+        const run = await runMeasured(g, s, phases, policy);
+        const k = phases.length - 1;
+        const p = run.result.phases[k]!;
+        stormWindows.push({ policy, protection, level, windows: run.result.windows });
+        if (run.serverExited) stormServerExited.push(`${policy} clients at ${level}×, protection ${protection ? 'on' : 'off'}`);
+        const row = levelRow(level, p, run.server[k]!, C, opts.objectiveMs);
         const requests = Object.values(p.byClass).reduce((n, c) => n + c.requests, 0);
         const succeeded = Object.values(p.byClass).reduce((n, c) => n + c.succeeded, 0);
-        storm.push({ policy, protection, level: opts.stormLevels[k]!, phase: p, server: run.server[k + 1]!, busyBefore, goodput: row.goodput, goodputPct: row.goodputPct, amplification: p.all.attempts / Math.max(1, requests), succeededPct: succeeded / Math.max(1, requests), generatorLimit: row.generatorLimit });
-      });
+        storm.push({ policy, protection, level, phase: p, server: run.server[k]!, busyBefore, goodput: row.goodput, goodputPct: row.goodputPct, amplification: p.all.attempts / Math.max(1, requests), succeededPct: succeeded / Math.max(1, requests), generatorLimit: row.generatorLimit });
+        saveProgress();
+      }
     }
   }
+  storm.sort((a, b) => Number(b.protection) - Number(a.protection) || opts.stormPolicies.indexOf(a.policy) - opts.stormPolicies.indexOf(b.policy) || a.level - b.level);
   await server.current?.stop();
   server.current = undefined;
 
-  const report: OverloadReport = {
-    date: new Date().toISOString(),
-    command: 'npm run bench:overload',
-    machine,
-    settings: { ...opts, protection: opts.protection.map((p) => (p ? 'on' : 'off')), stormProtection: opts.stormProtection.map((p) => (p ? 'on' : 'off')), fullLength, estimatedMinutes, seeded },
-    capacity,
-    ladders,
-    storm,
-    stormWindows,
-    stormServerExited,
-  };
+  const report = reportNow();
   const resultsDir = join(REPO, 'bench/results');
   mkdirSync(resultsDir, { recursive: true });
   const stamp = report.date.replace(/[:.]/g, '-');
   writeFileSync(join(resultsDir, `overload-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  rmSync(partial, { force: true });
+  publish(report, `bench/results/overload-${stamp}`, writeDocs);
+}
+
+/** Prints the tables and writes the chart (and, when asked, docs/overload.svg and the docs section). */
+function publish(report: OverloadReport, base: string, docs: boolean) {
   const svg = renderChart(report);
-  writeFileSync(join(resultsDir, `overload-${stamp}.svg`), svg);
+  writeFileSync(join(REPO, `${base}.svg`), svg);
   console.log(`\n${renderText(report)}`);
-  console.log(`\nraw results: bench/results/overload-${stamp}.json (chart: bench/results/overload-${stamp}.svg)`);
-  if (writeDocs) {
+  console.log(`\nraw results: ${base}.json (chart: ${base}.svg)`);
+  if (docs) {
     writeFileSync(join(REPO, 'docs/overload.svg'), svg);
     const path = join(REPO, 'docs/benchmarks.md');
     const doc = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
@@ -297,7 +331,21 @@ async function main() {
   }
 }
 
-main()
+/** `--render <results.json>`: the tables, chart and docs again from a saved run (e.g. after changing the report). */
+async function render(file: string) {
+  const report = JSON.parse(readFileSync(file, 'utf8')) as OverloadReport;
+  const objectiveMs = Number(report.settings.objectiveMs ?? 250);
+  for (const row of [...report.ladders.flatMap((l) => l.rows), ...report.storm]) row.generatorLimit = generatorLimit(row.phase, objectiveMs);
+  for (const l of report.ladders) {
+    const base = l.rows.findIndex((row) => row.name === '1×');
+    const rec = l.rows.findIndex((row) => row.name === 'recovery 1×');
+    l.recovery = base >= 0 && rec >= 0 ? recoveryOf(l.windows, base, rec, objectiveMs) : undefined;
+  }
+  publish(report, file.replace(/\.json$/, ''), process.env.BENCH_DOCS === '1' || (process.env.BENCH_DOCS !== '0' && report.settings.fullLength === true));
+}
+
+const renderArg = process.argv.indexOf('--render');
+(renderArg >= 0 ? render(process.argv[renderArg + 1] ?? '') : main())
   .then(async () => {
     await runCleanups();
     process.exit(0);

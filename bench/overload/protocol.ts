@@ -120,6 +120,8 @@ export interface PhaseResult {
   sentWhileSaturated: number;
   /** Arrivals not sent because the generator was already a client timeout behind them (counted as timeouts). */
   skipped: number;
+  /** Attempts not sent because the generator already had 4× its connections in flight (counted as connection errors). */
+  queueFull: number;
 }
 
 export interface RunResult {

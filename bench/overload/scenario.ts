@@ -83,6 +83,8 @@ export interface ServerOptions {
   databaseUrl: string;
   protection: boolean;
   poolSize?: number;
+  /** More server settings (e.g. admission-control tuning), applied last. */
+  env?: Record<string, string>;
 }
 
 function serverEnv(port: number, o: ServerOptions): NodeJS.ProcessEnv {
@@ -106,6 +108,7 @@ function serverEnv(port: number, o: ServerOptions): NodeJS.ProcessEnv {
     LEVEE_PROTECTION: o.protection ? 'on' : 'off',
   });
   if (o.poolSize) env.LEVEE_DB_POOL_SIZE = String(o.poolSize);
+  Object.assign(env, o.env);
   return env;
 }
 

@@ -59,6 +59,7 @@ export class PhaseAcc {
   maxInFlight = 0;
   sentWhileSaturated = 0;
   skipped = 0;
+  queueFull = 0;
   cpu = 0;
   elu = 0;
 
@@ -90,6 +91,7 @@ export class PhaseAcc {
       maxInFlight: this.maxInFlight,
       sentWhileSaturated: this.sentWhileSaturated,
       skipped: this.skipped,
+      queueFull: this.queueFull,
     };
   }
 }

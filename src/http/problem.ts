@@ -72,9 +72,13 @@ export function problemOf(err: LeveeError, req: FastifyRequest): Problem {
   };
 }
 
+const EXPECTED_UNDER_LOAD = new Set<ErrorCode>(['database_unavailable', 'draining', 'unavailable', 'overloaded', 'timeout']);
+
 export function sendProblem(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const e = toLeveeError(err);
-  if (e.status >= 500 && e.code !== 'database_unavailable' && e.code !== 'draining' && e.code !== 'unavailable') {
+  // Overload answers (shed, timed out, a dependency down) are expected under load: a one-line warning,
+  // never an error with a stack per request (that alone made each refusal cost ~0.3 ms of CPU).
+  if (e.status >= 500 && !EXPECTED_UNDER_LOAD.has(e.code)) {
     req.log.error({ err: err instanceof LeveeError && err.cause ? err.cause : err }, 'request failed');
   } else if (e.status >= 500) {
     req.log.warn({ code: e.code, cause: (e.cause as Error | undefined)?.message }, 'dependency unavailable');

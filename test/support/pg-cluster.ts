@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,11 @@ import { freePort } from './process.js';
 // run as root, so as root every command runs as the `postgres` user through runuser. Every wait
 // has a deadline; destroy() (and, as a last resort, process exit) stops the server and removes the
 // directory, so a failing test leaks neither.
+//
+// freeze()/thaw() stand for a server that hangs rather than goes away (a stalled disk, a VM paused
+// by its host, a kernel stuck on memory): SIGSTOP to the postmaster and every child process, later
+// SIGCONT. Sockets stay open and the kernel still accepts connections into the listen backlog, but
+// nothing answers. A frozen cluster is thawed before it is stopped, by destroy() and at exit too.
 
 export interface PgCluster {
   /** postgres://postgres@127.0.0.1:<port>/postgres */
@@ -23,6 +28,10 @@ export interface PgCluster {
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** `pg_ctl start`, resolved once the server accepts connections (a `SELECT 1` succeeded). */
   start(): Promise<void>;
+  /** SIGSTOP to the postmaster and all its children (backends, background processes); returns their pids. */
+  freeze(): Promise<number[]>;
+  /** SIGCONT to every process freeze() stopped. Safe to call when not frozen. */
+  thaw(): void;
   /** Stops the server if it runs and removes the directory. Safe to call more than once. */
   destroy(): Promise<void>;
   /** The end of the server log, for failure messages. */
@@ -114,12 +123,42 @@ async function waitAccepting(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`PostgreSQL at ${url} did not accept connections within ${timeoutMs} ms: ${(last as Error | undefined)?.message}`);
 }
 
+/** The postmaster's pid: the first line of <data>/postmaster.pid. */
+function postmasterPid(data: string): number {
+  const pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no postmaster pid in ${join(data, 'postmaster.pid')}`);
+  return pid;
+}
+
+/** The direct children of `pid` (pgrep -P, asynchronously: a load generator may share this event loop). */
+function childPids(pid: number): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    execFile('pgrep', ['-P', String(pid)], { encoding: 'utf8', timeout: 5_000 }, (err, stdout) => {
+      // Exit status 1: no process matched.
+      if (err && err.code !== 1) reject(err);
+      else resolve(stdout.split('\n').filter(Boolean).map(Number));
+    });
+  });
+}
+
+/** SIGCONT to each pid, children before the postmaster (the first); gone processes are skipped. */
+function cont(pids: number[]) {
+  for (const pid of [...pids].reverse()) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 const live = new Set<PgCluster>();
-const liveDirs = new Map<string, { bin: string; data: string }>();
+const liveDirs = new Map<string, { bin: string; data: string; frozen: number[] }>();
 
 process.once('exit', () => {
   // A last resort for a suite that did not await destroy(): no server and no directory outlive us.
-  for (const [dir, { bin, data }] of liveDirs) {
+  for (const [dir, { bin, data, frozen }] of liveDirs) {
+    cont(frozen); // a stopped postmaster would hold pg_ctl stop until its timeout
     try {
       if (existsSync(join(data, 'postmaster.pid'))) {
         const [cmd, argv] = isRoot() ? ['runuser', ['-u', 'postgres', '--', join(bin, 'pg_ctl'), '-D', data, '-m', 'immediate', '-w', '-t', '10', 'stop']] : [join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', '-t', '10', 'stop']];
@@ -146,7 +185,8 @@ export async function createCluster(opts: { sharedBuffers?: string; maxConnectio
   const dir = mkdtempSync(join(isRoot() ? '/tmp' : tmpdir(), 'levee-pg-'));
   const data = join(dir, 'data');
   const logFile = join(dir, 'server.log');
-  liveDirs.set(dir, { bin, data });
+  const state = { bin, data, frozen: [] as number[] };
+  liveDirs.set(dir, state);
   if (isRoot()) {
     const ids = userIds('postgres')!;
     chownSync(dir, ids.uid, ids.gid);
@@ -177,7 +217,39 @@ export async function createCluster(opts: { sharedBuffers?: string; maxConnectio
       running = true;
       await waitAccepting(url, 10_000);
     },
+    async freeze() {
+      if (state.frozen.length > 0) throw new Error('cluster already frozen');
+      const postmaster = postmasterPid(data);
+      const stop = (pids: number[]) => {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGSTOP');
+            state.frozen.push(pid);
+          } catch {
+            // exited meanwhile
+          }
+        }
+      };
+      // The children known now and the postmaster stop together (no await between them), so the
+      // server does not go on answering on some connections while it freezes.
+      const known = await childPids(postmaster);
+      stop([postmaster, ...known]);
+      if (state.frozen[0] !== postmaster) throw new Error(`could not stop the postmaster (pid ${postmaster})`);
+      // A stopped postmaster forks no more children, but one forked after the listing above is
+      // not stopped yet: repeat until a pass finds no new child.
+      for (let pass = 0; pass < 10; pass++) {
+        const fresh = (await childPids(postmaster)).filter((p) => !state.frozen.includes(p));
+        if (fresh.length === 0) break;
+        stop(fresh);
+      }
+      return [...state.frozen];
+    },
+    thaw() {
+      cont(state.frozen);
+      state.frozen = [];
+    },
     async stop(mode = 'fast') {
+      cluster.thaw();
       await run(bin, 'pg_ctl', ['-D', data, '-m', mode, '-w', '-t', String(STOP_TIMEOUT_S), 'stop'], (STOP_TIMEOUT_S + 5) * 1_000);
       running = false;
     },

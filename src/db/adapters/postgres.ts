@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { LeveeError } from '../../lib/errors.js';
-import { deadlineExceeded, remainingMs } from '../../protection/deadline.js';
+import { deadlineExceeded, remainingMs, withinBudget } from '../../protection/deadline.js';
 import type { Db, Queryable, QueryResult } from '../port.js';
 
 export interface PostgresOptions {
@@ -182,9 +182,15 @@ export function createPostgresDb(opts: PostgresOptions): Db {
         await tx.exec('COMMIT');
         return result;
       } catch (e) {
-        await client.query('ROLLBACK').catch((rollbackErr: Error) => {
-          broken = rollbackErr;
-        });
+        if (e instanceof LeveeError && (e.code === 'timeout' || e.code === 'database_unavailable')) {
+          // The server is slow, gone or frozen: a ROLLBACK would wait on it too. Dropping the
+          // connection rolls the transaction back on the server just as well.
+          broken = e;
+        } else {
+          await withinBudget(wrap(client.query('ROLLBACK')), 'ROLLBACK', 1000).catch((rollbackErr: Error) => {
+            broken = rollbackErr;
+          });
+        }
         throw e;
       } finally {
         // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.

@@ -11,21 +11,26 @@ import { http, killAll, startLevee, tempDir, waitFor, type RunningLevee } from '
 
 // Issue 3, item 7: PostgreSQL stops for 10 s while Levee is under load. Levee runs as a real child
 // process on a PostgreSQL cluster this test creates, stops and starts again (`pg_ctl stop -m fast`,
-// then once more with `-m immediate`). A few keep-alive clients send reads, writes and token
-// refreshes at a steady rate the whole time while probes poll /readyz and /healthz and a sampler
-// reads the process's RSS. What must hold:
+// then once more with `-m immediate`), and then freezes (SIGSTOP to the postmaster and every child
+// for 6 s, then SIGCONT): a server that hangs with its sockets open, which only the request
+// deadlines can bound — nothing is refused, nothing errors, nothing answers. A few keep-alive
+// clients send reads, writes and token refreshes at a steady rate the whole time while probes poll
+// /readyz and /healthz and a sampler reads the process's RSS and open descriptors. What must hold:
 //  - no request hangs or loses its connection: every one is answered within the request deadline
 //    plus a small margin (a client-side timeout far above the deadline turns a hang into a failure);
-//  - a failure is a 503/504 problem+json with `retryable: true` and Retry-After — never a 500;
-//  - /readyz answers promptly, turns not-ready within 2 s of the stop and stays so while the
-//    database is down; /healthz stays 200; the process keeps running and its RSS stays flat;
-//  - service returns by itself within 5 s of PostgreSQL accepting connections again;
+//  - a failure is a 503/504 problem+json with `retryable: true` and Retry-After — never a 500 — and
+//    a 504 is `timeout` (the frozen server's case: the deadline ran out waiting for it);
+//  - /readyz answers promptly, turns not-ready within 2 s of the stop (or freeze) and stays so
+//    while the database is down; /healthz stays 200; the process keeps running; RSS and descriptors
+//    stay flat;
+//  - service returns by itself within 5 s of PostgreSQL accepting connections again (or being thawed);
 //  - SIGTERM afterwards still exits 0.
 
 const DEADLINE_MS = 2_000; // LEVEE_REQUEST_DEADLINE_MS
 const MARGIN_MS = 500; // scheduling, the response itself, a loaded 2-core machine
 const HANG_MS = 10_000; // client-side timeout: a request still unanswered by then hung
 const OUTAGE_MS = 10_000;
+const FREEZE_MS = 6_000;
 const WARMUP_MS = 1_500; // load before the stop: a healthy baseline (every request must succeed)
 const NOT_READY_WITHIN_MS = 2_000; // from the stop command to the first not-ready /readyz
 const PROBE_MAX_MS = 1_250; // /readyz and /healthz: a 1 s probe timeout (Kubernetes' default) + margin
@@ -72,11 +77,23 @@ function badFailure(s: Sample): string | undefined {
     return `${s.status} with a body that is not JSON: ${s.body?.slice(0, 200)}`;
   }
   if (body.retryable !== true) return `${s.status} ${String(body.code)} with retryable ${String(body.retryable)}`;
+  if (s.status === 504 && body.code !== 'timeout') return `504 with code ${String(body.code)} (a 504 must be \`timeout\`)`;
   return undefined;
 }
 
 const describeSample = (s: Sample, t0: number) =>
   `${s.kind} at +${Math.round(s.start - t0)} ms: ${s.status || 'no response'} in ${Math.round(ms(s))} ms${s.error ? ` (${s.error})` : ''}${s.body ? ` ${s.body.slice(0, 160)}` : ''}`;
+
+/** `status code` of a response, e.g. `503 database_unavailable`, `504 timeout`, `200`. */
+function outcome(s: Sample): string {
+  if (s.status === 0) return 'none';
+  if (ok(s) || !s.body) return String(s.status);
+  try {
+    return `${s.status} ${String((JSON.parse(s.body) as { code?: unknown }).code)}`;
+  } catch {
+    return String(s.status);
+  }
+}
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return NaN;
@@ -93,17 +110,24 @@ interface Session {
  * Steady load until stop(): CLIENTS loops, each on its own kept-alive connection, each sending one
  * request every INTERVAL_MS (or at once when the last took longer): 7 reads, 2 writes, 1 refresh
  * in 10. Each client refreshes its own session, so one-time refresh tokens are never raced.
+ * hold() parks the clients (once their requests in flight are answered) until release();
+ * burst(n) sends n writes at once on connections of their own.
  */
 function startLoad(url: string, reader: Session, refreshers: Session[]) {
   const pool = new Pool(url, { connections: CLIENTS, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: HANG_MS, bodyTimeout: HANG_MS });
   const samples: Sample[] = [];
   let stopped = false;
   let writes = 0;
+  let inFlight = 0;
+  let gate: { opened: Promise<void>; open(): void } | undefined;
+  const bursts: Promise<unknown>[] = [];
+  const burstPools: Pool[] = [];
 
-  async function send(kind: Kind, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: unknown): Promise<Sample> {
+  async function send(kind: Kind, method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: unknown, via = pool): Promise<Sample> {
     const start = now();
+    inFlight++;
     try {
-      const res = await pool.request({
+      const res = await via.request({
         method,
         path,
         headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
@@ -120,20 +144,27 @@ function startLoad(url: string, reader: Session, refreshers: Session[]) {
       return s;
     } catch (e) {
       return { kind, start, end: now(), status: 0, error: `${(e as Error).name}: ${(e as Error).message}` };
+    } finally {
+      inFlight--;
     }
   }
+
+  const write = (via?: Pool) => {
+    const k = ++writes;
+    return send('write', 'POST', '/v1/collections/posts/documents', { authorization: `Bearer ${reader.accessToken}`, 'idempotency-key': `outage-${process.pid}-${k}` }, { title: `load ${k}`, n: k }, via);
+  };
 
   async function client(i: number) {
     const session = refreshers[i]!;
     for (let n = i; !stopped; n++) {
+      if (gate) await gate.opened;
       const due = now() + INTERVAL_MS;
       const slot = n % 10;
       let s: Sample;
       if (slot < 7) {
         s = await send('read', 'GET', '/v1/collections/posts/documents?limit=20', { authorization: `Bearer ${reader.accessToken}` });
       } else if (slot < 9) {
-        const k = ++writes;
-        s = await send('write', 'POST', '/v1/collections/posts/documents', { authorization: `Bearer ${reader.accessToken}`, 'idempotency-key': `outage-${process.pid}-${k}` }, { title: `load ${k}`, n: k });
+        s = await write();
       } else {
         s = await send('refresh', 'POST', '/v1/auth/refresh', {}, { refreshToken: session.refreshToken });
         if (ok(s)) {
@@ -152,13 +183,33 @@ function startLoad(url: string, reader: Session, refreshers: Session[]) {
   const running = Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)));
   return {
     samples,
+    /** Resolves once every client is parked with nothing in flight (bounded by the client timeout). */
+    async hold() {
+      let open = () => {};
+      const opened = new Promise<void>((r) => (open = r));
+      gate = { opened, open };
+      const end = now() + HANG_MS;
+      while (inFlight > 0 && now() < end) await sleep(2);
+    },
+    release() {
+      gate?.open();
+      gate = undefined;
+    },
+    burst(n: number) {
+      const via = new Pool(url, { connections: n, headersTimeout: HANG_MS, bodyTimeout: HANG_MS });
+      burstPools.push(via);
+      bursts.push(...Array.from({ length: n }, () => write(via).then((s) => samples.push(s))));
+    },
     async stop() {
       stopped = true;
-      await running; // bounded: each request has the HANG_MS client timeout
-      await pool.destroy();
+      this.release();
+      await Promise.all([running, ...bursts]); // bounded: each request has the HANG_MS client timeout
+      await Promise.all([pool, ...burstPools].map((p) => p.destroy()));
     },
   };
 }
+
+type Load = ReturnType<typeof startLoad>;
 
 /** /readyz and /healthz every 100 ms on their own connections (as a load balancer would probe). */
 function startProbes(url: string) {
@@ -284,7 +335,20 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
     await destroyAllClusters();
   });
 
-  async function outage(t: TestContext, mode: 'fast' | 'immediate') {
+  /** How PostgreSQL goes away (`down`) and comes back (`up`), and what to call it in messages. */
+  interface Disruption {
+    name: string;
+    what: string;
+    /** What brings it back, for the figures. */
+    upWhat: string;
+    downMs: number;
+    down(load: Load): Promise<unknown>;
+    up(): Promise<unknown>;
+  }
+  const stopped = (mode: 'fast' | 'immediate'): Disruption => ({ name: mode, what: `pg_ctl stop -m ${mode}`, upWhat: 'pg_ctl start', downMs: OUTAGE_MS, down: () => cluster.stop(mode), up: () => cluster.start() });
+
+  async function outage(t: TestContext, scenario: Disruption) {
+    const { name: mode, what } = scenario;
     if (exitedEarly) assert.fail('Levee is not running: it exited during an earlier scenario (see its failure)');
     // Start from a healthy service (the previous scenario may have left it otherwise).
     await waitFor('/readyz to answer 200 before the outage', async () => (await http(`${levee.url}/readyz`, { timeoutMs: 2_000 })).status === 200, 10_000);
@@ -301,11 +365,11 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
     try {
       await pause(WARMUP_MS);
       tStop0 = now();
-      await cluster.stop(mode);
+      await scenario.down(load);
       tStopped = now();
-      await pause(tStopped + OUTAGE_MS - now());
+      await pause(tStopped + scenario.downMs - now());
       tStart0 = now();
-      await cluster.start();
+      await scenario.up();
       tUp = now();
       // Watch after start(): done once every kind has succeeded since the last failure and
       // CLEAN_WINDOW_MS passed without one — or at OBSERVE_MAX_MS, past RECOVERY_MS, so a late
@@ -326,9 +390,9 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
 
     if (exitedEarly) {
       // Everything after the crash is a consequence of it: report the crash alone.
-      const when = tStop0 ? `${Math.round(exitedAt - tStop0)} ms after the stop command` : 'before the stop';
+      const when = tStop0 ? `${Math.round(exitedAt - tStop0)} ms after ${what} began` : `before ${what}`;
       const firstBad = load.samples.filter((s) => !ok(s)).slice(0, 3).map((s) => `\n    ${describeSample(s, tStop0 || t0)}`).join('');
-      assert.fail(`PostgreSQL outage (pg_ctl stop -m ${mode}): Levee crashed ${when}; first failed requests:${firstBad}\n${exitedEarly}`);
+      assert.fail(`PostgreSQL outage (${what}): Levee crashed ${when}; first failed requests:${firstBad}\n${exitedEarly}`);
     }
     const api = load.samples;
     const readyz = probes.samples.filter((s) => s.kind === 'readyz');
@@ -341,7 +405,7 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
 
     // Before the stop the service was healthy: otherwise the scenario proves nothing.
     const beforeStop = api.filter((s) => s.end < tStop0);
-    check(beforeStop.length > 0 && beforeStop.every(ok), () => `before the stop, not every request succeeded:${show(beforeStop.filter((s) => !ok(s)))}`);
+    check(beforeStop.length > 0 && beforeStop.every(ok), () => `before ${what}, not every request succeeded:${show(beforeStop.filter((s) => !ok(s)))}`);
 
     // Every failure, whenever it happened, is a fast retryable problem.
     const failed = api.filter((s) => !ok(s));
@@ -355,9 +419,9 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
     check(slowProbes.length === 0, () => `${slowProbes.length} probes took longer than ${PROBE_MAX_MS} ms or got no answer:${show(slowProbes.sort((a, b) => ms(b) - ms(a)))}`);
     const firstNotReady = readyz.find((s) => s.start >= tStop0 && s.status === 503);
     const timeToNotReady = firstNotReady ? firstNotReady.end - tStop0 : Infinity;
-    check(timeToNotReady <= NOT_READY_WITHIN_MS, () => `/readyz turned not-ready ${Math.round(timeToNotReady)} ms after the stop (limit ${NOT_READY_WITHIN_MS} ms)`);
+    check(timeToNotReady <= NOT_READY_WITHIN_MS, () => `/readyz turned not-ready ${Math.round(timeToNotReady)} ms after ${what} began (limit ${NOT_READY_WITHIN_MS} ms)`);
     const readyWhileDown = readyz.filter((s) => s.start > tStopped && s.end < tStart0 && s.status !== 503);
-    check(readyWhileDown.length === 0, () => `/readyz answered other than 503 while PostgreSQL was down:${show(readyWhileDown)}`);
+    check(readyWhileDown.length === 0, () => `/readyz answered other than 503 while PostgreSQL was down (${what}):${show(readyWhileDown)}`);
     const notReadyBody = firstNotReady?.body ? (JSON.parse(firstNotReady.body) as { status?: string; checks?: { database?: string } }) : undefined;
     check(notReadyBody === undefined || (notReadyBody.status === 'not_ready' && notReadyBody.checks?.database !== 'ok'), () => `/readyz 503 body does not name the database: ${firstNotReady?.body}`);
     const unhealthy = healthz.filter((s) => s.status !== 200);
@@ -371,7 +435,7 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
       recovery[kind] = list.some((s) => ok(s) && s.start > lastBad) ? lastBad - tUp : Infinity;
     }
     const recoveredIn = Math.max(...Object.values(recovery));
-    check(recoveredIn <= RECOVERY_MS, () => `service was not back within ${RECOVERY_MS} ms of PostgreSQL accepting connections: ${Object.entries(recovery).map(([k, v]) => `${k} ${Number.isFinite(v) ? `${Math.round(v)} ms` : `no success after its last failure within ${Math.round(observedUntil - tUp)} ms`}`).join(', ')}; last failures:${show(api.filter((s) => s.start >= tUp && !ok(s)).slice(-5))}`);
+    check(recoveredIn <= RECOVERY_MS, () => `service was not back within ${RECOVERY_MS} ms of PostgreSQL accepting connections (or being thawed): ${Object.entries(recovery).map(([k, v]) => `${k} ${Number.isFinite(v) ? `${Math.round(v)} ms` : `no success after its last failure within ${Math.round(observedUntil - tUp)} ms`}`).join(', ')}; last failures:${show(api.filter((s) => s.start >= tUp && !ok(s)).slice(-5))}`);
 
     // The process: alive, memory and descriptors flat.
     const stats = sampler.samples;
@@ -388,26 +452,56 @@ describe('PostgreSQL outage under load (issue 3, item 7)', { skip: clusterSkip }
 
     // The figures, whether or not the checks passed.
     const whileDown = api.filter((s) => s.start >= tStop0 && s.start < tUp);
-    const statuses = (list: Sample[]) => Object.entries(list.reduce<Record<string, number>>((m, s) => ((m[s.status || 'none'] = (m[s.status || 'none'] ?? 0) + 1), m), {})).map(([k, v]) => `${k}×${v}`).join(' ');
+    const tally = (list: Sample[], key: (s: Sample) => string) => Object.entries(list.reduce<Record<string, number>>((m, s) => ((m[key(s)] = (m[key(s)] ?? 0) + 1), m), {})).map(([k, v]) => `${k}×${v}`).join(' ');
+    const statuses = (list: Sample[]) => tally(list, (s) => String(s.status || 'none'));
     const failMs = failed.map(ms);
     const f = (n: number) => (Number.isFinite(n) ? `${Math.round(n)} ms` : 'never');
     const figures = [
-      `pg_ctl stop -m ${mode} took ${f(tStopped - tStop0)}, down ${f(tStart0 - tStopped)}, start() took ${f(tUp - tStart0)}; ${api.length} requests in ${((observedUntil - t0) / 1000).toFixed(1)} s (${Math.round(api.length / ((observedUntil - t0) / 1000))} req/s)`,
-      `while down: ${statuses(whileDown)}; all failures: ${failed.length}, latency p50 ${f(percentile(failMs, 50))}, p99 ${f(percentile(failMs, 99))}, max ${f(Math.max(0, ...failMs))}; slowest request of all ${f(Math.max(0, ...api.map(ms)))}`,
-      `time to not-ready: ${f(timeToNotReady)} after the stop command; /readyz max ${f(Math.max(0, ...readyz.map(ms)))}, /healthz max ${f(Math.max(0, ...healthz.map(ms)))}, statuses readyz ${statuses(readyz)}, healthz ${statuses(healthz)}`,
-      `recovery after start() returned: ${Object.entries(recovery).map(([k, v]) => `${k} ${f(v)}`).join(', ')} → ${f(recoveredIn)} (observed ${f(observedUntil - tUp)})`,
+      `${what} took ${f(tStopped - tStop0)}, down ${f(tStart0 - tStopped)}, ${scenario.upWhat} took ${f(tUp - tStart0)}; ${api.length} requests in ${((observedUntil - t0) / 1000).toFixed(1)} s (${Math.round(api.length / ((observedUntil - t0) / 1000))} req/s)`,
+      `while down: ${tally(whileDown, outcome)} (p50 ${f(percentile(whileDown.map(ms), 50))}, max ${f(Math.max(0, ...whileDown.map(ms)))}); all failures: ${failed.length}, latency p50 ${f(percentile(failMs, 50))}, p99 ${f(percentile(failMs, 99))}, max ${f(Math.max(0, ...failMs))}; slowest request of all ${f(Math.max(0, ...api.map(ms)))}`,
+      `time to not-ready: ${f(timeToNotReady)}; /readyz max ${f(Math.max(0, ...readyz.map(ms)))}, /healthz max ${f(Math.max(0, ...healthz.map(ms)))}, statuses readyz ${statuses(readyz)}, healthz ${statuses(healthz)}`,
+      `recovery after PostgreSQL was back: ${Object.entries(recovery).map(([k, v]) => `${k} ${f(v)}`).join(', ')} → ${f(recoveredIn)} (observed ${f(observedUntil - tUp)})`,
       base && last ? `RSS before ${base.rssMb.toFixed(1)} MB, peak ${peak.toFixed(1)} MB, after ${last.rssMb.toFixed(1)} MB; fds before ${base.fds}, after ${last.fds}` : 'RSS: n/a',
     ];
     for (const line of figures) t.diagnostic(`[${mode}] ${line}`);
-    if (problems.length > 0) assert.fail(`PostgreSQL outage (pg_ctl stop -m ${mode}):\n- ${problems.join('\n- ')}\n${figures.join('\n')}`);
+    if (problems.length > 0) assert.fail(`PostgreSQL outage (${what}):\n- ${problems.join('\n- ')}\n${figures.join('\n')}`);
   }
 
   it('PostgreSQL stopped (-m fast) for 10 s under load: fast retryable failures, not-ready, back within 5 s', async (t) => {
-    await outage(t, 'fast');
+    await outage(t, stopped('fast'));
   });
 
   it('PostgreSQL killed (-m immediate) for 10 s under load: the same', async (t) => {
-    await outage(t, 'immediate');
+    await outage(t, stopped('immediate'));
+  });
+
+  it('PostgreSQL frozen (SIGSTOP) for 6 s under load: every request answered within its deadline, not-ready, back within 5 s', async (t) => {
+    let frozen = 0;
+    try {
+      await outage(t, {
+        name: 'freeze',
+        what: 'SIGSTOP of the postmaster and its children',
+        upWhat: 'SIGCONT',
+        downMs: FREEZE_MS,
+        // Writes arrive as the server freezes: with the clients parked for a moment, they are the
+        // first to take the idle pooled connections, so each is caught inside a transaction (BEGIN
+        // sent, no answer) — the case only the request deadline can end.
+        down: async (load) => {
+          await load.hold();
+          try {
+            frozen = (await cluster.freeze()).length;
+            load.burst(POOL_SIZE);
+            await sleep(20);
+          } finally {
+            load.release();
+          }
+        },
+        up: async () => cluster.thaw(),
+      });
+    } finally {
+      cluster.thaw();
+      t.diagnostic(`[freeze] ${frozen} processes stopped (postmaster, backends, background workers)`);
+    }
   });
 
   it('SIGTERM after the outages exits 0', async () => {
