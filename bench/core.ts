@@ -1,5 +1,4 @@
 import autocannon, { type Options, type Result } from 'autocannon';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +16,8 @@ import {
   cpuSecondsOfCommand,
   envNumber,
   freePort,
+  gitCommit,
+  inheritedEnv,
   killAllChildren,
   loadAverage,
   machineCpu,
@@ -186,9 +187,7 @@ const fmtRow = (r: Row) =>
 
 // ---- one engine ----------------------------------------------------------------------------------
 function serverEnv(engine: Engine, port: number, target: { databaseUrl?: string; dataDir?: string }): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  // Inherit the basics, but none of the caller's Levee settings.
-  for (const [k, v] of Object.entries(process.env)) if (!/^(LEVEE_|DATABASE_URL$|PORT$|HOST$|LOG_LEVEL$|REDIS_URL$|NODE_OPTIONS$)/.test(k)) env[k] = v;
+  const env = inheritedEnv();
   Object.assign(env, {
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -366,13 +365,7 @@ async function runEngine(engine: Engine): Promise<EngineReport> {
 function machineFacts(pgVersion: string): Report['machine'] {
   const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
   const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
-    if (execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations', 'bench'], { cwd: REPO, encoding: 'utf8' }).trim()) commit += ' (with uncommitted changes)';
-  } catch {
-    /* not a git checkout */
-  }
+  const commit = gitCommit();
   return {
     cpu: cpuModel,
     cores: cpus().length,

@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { envNumber, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
+import { envNumber, gitCommit, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
 import { FEED_PATH } from '../workloads.js';
 import type { Phase, Policy } from './protocol.js';
 import { DOC_BEGIN, DOC_END, generatorLimit, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
@@ -127,13 +126,7 @@ async function checkServer(url: string, token: string, refreshToken: string) {
 function machineFacts(pgVersion: string): Record<string, string | number> {
   const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
   const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
-  let commit = 'unknown';
-  try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
-    if (execFileSync('git', ['status', '--porcelain', '--', 'src', 'migrations', 'bench'], { cwd: REPO, encoding: 'utf8' }).trim()) commit += ' (with uncommitted changes)';
-  } catch {
-    /* not a git checkout */
-  }
+  const commit = gitCommit();
   return {
     CPU: `${cpuModel}, ${cpus().length} cores (shared by the generator, the server and PostgreSQL)`,
     cores: cpus().length,

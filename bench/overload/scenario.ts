@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { newId, newSecret, sha256 } from '../../src/lib/ids.js';
 import { migrateDatabase, openDatabase } from '../../src/roles/compose.js';
 import { seed, type Seeded } from '../seed.js';
-import { cpuSecondsOf, cpuSecondsOfCommand, freePort, machineCpu, mapLimit, memoryOf, REPO, requestJson, startChild, type Child } from '../support.js';
+import { cpuSecondsOf, cpuSecondsOfCommand, freePort, inheritedEnv, machineCpu, mapLimit, memoryOf, REPO, requestJson, startChild, type Child } from '../support.js';
 import type { FromGenerator, InitSpec, Phase, Policy, RunResult, RunSpec, ToGenerator } from './protocol.js';
 
 // The pieces the overload benchmark is made of: the database (seeded users, posts and refresh-token
@@ -88,9 +88,7 @@ export interface ServerOptions {
 }
 
 function serverEnv(port: number, o: ServerOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  // Inherit the basics, but none of the caller's Levee settings.
-  for (const [k, v] of Object.entries(process.env)) if (!/^(LEVEE_|DATABASE_URL$|PORT$|HOST$|LOG_LEVEL$|REDIS_URL$|NODE_OPTIONS$)/.test(k)) env[k] = v;
+  const env = inheritedEnv();
   Object.assign(env, {
     PORT: String(port),
     HOST: '127.0.0.1',

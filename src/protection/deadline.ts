@@ -52,11 +52,6 @@ export function remainingMs(): number {
 /** The error a request gets when its budget ran out while waiting on a dependency. */
 export const deadlineExceeded = (what: string) => new LeveeError('timeout', `The request's deadline passed while waiting for ${what}`, { retryAfter: 1 });
 
-/** Throws `timeout` when the current request has no budget left (a cheap check before starting work). */
-export function assertBudget(what: string): void {
-  if (remainingMs() <= 0) throw deadlineExceeded(what);
-}
-
 /**
  * Waits for `work` at most `min(remaining budget, capMs)`; past that, rejects with `onTimeout()`.
  * `work` keeps running (the caller arranges its cancellation through the deadline's signal).

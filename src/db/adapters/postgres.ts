@@ -76,22 +76,12 @@ function statement(text: string, values: readonly unknown[] | undefined): pg.Que
 async function runWithin<T>(client: pg.PoolClient, cfg: pg.QueryConfig, cancel: (c: pg.PoolClient) => void, statementTimeoutMs: number): Promise<pg.QueryResult<T & pg.QueryResultRow>> {
   const budget = remainingMs();
   if (budget <= 0) throw deadlineExceeded('the database');
-  const running = client.query<T & pg.QueryResultRow>(cfg);
-  if (budget >= statementTimeoutMs) return wrap(running);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      wrap(running),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          cancel(client);
-          reject(deadlineExceeded('the database'));
-        }, budget);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const running = wrap(client.query<T & pg.QueryResultRow>(cfg));
+  if (budget >= statementTimeoutMs) return running;
+  return withinBudget(running, 'the database', Infinity, () => {
+    cancel(client);
+    return deadlineExceeded('the database');
+  });
 }
 
 export function createPostgresDb(opts: PostgresOptions): Db {
@@ -114,15 +104,12 @@ export function createPostgresDb(opts: PostgresOptions): Db {
     if (budget <= 0) throw deadlineExceeded('a database connection');
     const pending = wrap(pool.connect());
     if (budget >= opts.acquireTimeoutMs) return pending;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([pending, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(deadlineExceeded('a database connection')), budget)))]);
+      return await withinBudget(pending, 'a database connection');
     } catch (e) {
       // Gave up waiting: the connection still arrives later; give it straight back.
       pending.then((c) => c.release(), () => {});
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   };
 
