@@ -1,11 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { FastifyRequest } from 'fastify';
 import FindMyWay from 'find-my-way';
-import { LeveeError } from '../lib/errors.js';
-import { AdmissionRejected, PRIORITIES, type AdmissionController, type Priority, type Ticket } from '../protection/admission.js';
+import { PRIORITIES, type AdmissionController, type Priority, type Ticket } from '../protection/admission.js';
 import { RequestDeadline } from '../protection/deadline.js';
-import { PROBLEM_TYPE, problemOf } from './problem.js';
+import { PROBLEM_TYPE, problemFor } from './problem.js';
 import { requestIdOf } from './request-id.js';
 
 // Admission control sits in front of Fastify, on the bare node:http request. Shedding is only worth
@@ -30,6 +28,7 @@ export interface GateOptions {
 }
 
 const ADMISSION = Symbol('levee.admission');
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 interface GatedRequest extends IncomingMessage {
   [ADMISSION]?: { deadline: RequestDeadline; ticket: Ticket | undefined };
 }
@@ -56,14 +55,31 @@ export function createAdmissionGate(opts: GateOptions) {
   const policies = FindMyWay({ ignoreTrailingSlash: true, maxParamLength: 200 });
   const noop = () => {};
 
-  const refuse = (req: IncomingMessage, res: ServerResponse, priority: Priority, reason: string) => {
+  // A refusal builds no Error, no deadline and no listener: under 4–8× overload it is most of the work.
+  const refuse = (req: IncomingMessage, res: ServerResponse, path: string, priority: Priority, reason: string) => {
     opts.onRejected?.(priority, reason);
     // Spread the retries of shed requests over a few seconds; critical ones come back first.
     const retryAfter = priority === 'critical' ? 1 : 1 + Math.floor(Math.random() * 3);
     const id = requestIdOf(req);
-    const body = problemOf(new LeveeError('overloaded', undefined, { retryAfter }), { url: req.url ?? '/', id } as FastifyRequest);
-    res.writeHead(503, { 'content-type': `${PROBLEM_TYPE}; charset=utf-8`, 'retry-after': String(retryAfter), 'x-request-id': id });
-    res.end(JSON.stringify(body));
+    const body = JSON.stringify(problemFor('overloaded', path, id));
+    res.writeHead(503, {
+      'content-type': `${PROBLEM_TYPE}; charset=utf-8`,
+      'content-length': Buffer.byteLength(body),
+      'retry-after': String(retryAfter),
+      'x-request-id': id,
+    });
+    res.end(body);
+  };
+
+  /** Hands an admitted (or unprotected) request to Fastify, with its deadline and slot released on close. */
+  const pass = (handler: Handler, req: GatedRequest, res: ServerResponse, deadlineAt: number, ticket: Ticket | undefined) => {
+    const state = { deadline: new RequestDeadline(deadlineAt), ticket };
+    req[ADMISSION] = state;
+    res.once('close', () => {
+      state.deadline.dispose();
+      ticket?.release({ ok: res.statusCode !== 504 });
+    });
+    handler(req, res);
   };
 
   return {
@@ -75,38 +91,30 @@ export function createAdmissionGate(opts: GateOptions) {
     },
 
     /** The HTTP server Fastify runs on (its `serverFactory`), with the gate in front of its handler. */
-    serverFactory(handler: (req: IncomingMessage, res: ServerResponse) => void, timeouts: { requestTimeout?: number; keepAliveTimeout?: number } = {}): Server {
+    serverFactory(handler: Handler, timeouts: { requestTimeout?: number; keepAliveTimeout?: number } = {}): Server {
       const server = createServer((req: GatedRequest, res) => {
+        const arrivedAt = performance.now();
         const url = req.url ?? '/';
         const method = req.method ?? 'GET';
-        const policy = policies.find(method as 'GET', url.split('?', 1)[0]!)?.store as RoutePolicy | undefined;
+        const path = url.split('?', 1)[0]!;
+        const policy = policies.find(method as 'GET', path)?.store as RoutePolicy | undefined;
         const budget = Math.min(policy?.deadlineMs ?? opts.defaultDeadlineMs, opts.maxDeadlineMs);
-        const state: NonNullable<GatedRequest[typeof ADMISSION]> = { deadline: new RequestDeadline(performance.now() + budget), ticket: undefined };
-        req[ADMISSION] = state;
-        let closed = false;
-        res.once('close', () => {
-          closed = true;
-          state.deadline.dispose();
-          state.ticket?.release({ ok: res.statusCode !== 504 });
-        });
-        if (!opts.admission || policy?.unprotected) return handler(req, res);
+        if (!opts.admission || policy?.unprotected) return pass(handler, req, res, arrivedAt + budget, undefined);
 
         const priority = classify(method, url, req.headers['levee-priority'], policy?.priority);
         const admitted = opts.admission.acquire(priority, budget);
-        if (typeof admitted === 'string') return refuse(req, res, priority, admitted);
-        if (!(admitted instanceof Promise)) {
-          state.ticket = admitted;
-          return handler(req, res);
-        }
-        admitted.then(
-          (ticket) => {
-            // The client may have gone while it waited: hand the slot straight back.
-            if (closed) return ticket.release();
-            state.ticket = ticket;
-            handler(req, res);
-          },
-          (e: unknown) => refuse(req, res, priority, e instanceof AdmissionRejected ? e.reason : 'rejected'),
-        );
+        if (typeof admitted === 'string') return refuse(req, res, path, priority, admitted);
+        if (!(admitted instanceof Promise)) return pass(handler, req, res, arrivedAt + budget, admitted);
+        let gone = false;
+        const onGone = () => (gone = true);
+        res.once('close', onGone);
+        void admitted.then((outcome) => {
+          res.off('close', onGone);
+          if (typeof outcome === 'string') return refuse(req, res, path, priority, outcome);
+          // The client went away while it waited: hand the slot straight back.
+          if (gone) return outcome.release();
+          pass(handler, req, res, arrivedAt + budget, outcome);
+        });
       });
       // What Fastify sets on the servers it creates itself.
       server.keepAliveTimeout = timeouts.keepAliveTimeout ?? 72_000;

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ERRORS, LeveeError, type ErrorCode } from '../lib/errors.js';
+import { ERRORS, LeveeError, type ErrorCode, type ErrorSpec } from '../lib/errors.js';
 
 // The one place errors become responses: RFC 9457 problem+json with a stable `code`.
 // LeveeErrors carry their own code; Fastify's own errors (validation, body parsing, limits) are
@@ -57,6 +57,12 @@ const isDataException = (err: unknown): boolean => {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code);
 };
+
+/** The problem body for a catalogued error, without an Error behind it (for answers sent before Fastify). */
+export function problemFor(code: ErrorCode, instance: string, requestId: string): Problem {
+  const spec: ErrorSpec = ERRORS[code];
+  return { type: `urn:levee:problem:${code}`, title: spec.title, status: spec.status, code, instance, requestId, retryable: spec.retryable ?? false };
+}
 
 export function problemOf(err: LeveeError, req: FastifyRequest): Problem {
   return {

@@ -42,8 +42,8 @@ interface Waiter {
   priority: Priority;
   enqueuedAt: number;
   expiresAt: number;
-  admit(ticket: Ticket): void;
-  reject(reason: Rejection): void;
+  /** Settles the waiter's promise: a ticket, or why it was turned away (not an Error: a refusal must stay cheap). */
+  settle(outcome: Ticket | Rejection): void;
 }
 
 export interface AdmissionStats {
@@ -73,19 +73,19 @@ export class AdmissionController {
   }
 
   /**
-   * A ticket now, or a promise of one (the request waits), or a rejection reason (answer 503).
+   * A ticket now, or a rejection reason (answer 503), or a promise of either (the request waits).
    * `maxWaitMs` caps the wait further (the request's remaining deadline).
    */
-  acquire(priority: Priority, maxWaitMs = Infinity): Ticket | Promise<Ticket> | Rejection {
+  acquire(priority: Priority, maxWaitMs = Infinity): Ticket | Rejection | Promise<Ticket | Rejection> {
     if (this.#mayStart(priority)) return this.#start();
     if (this.#opts.queueSize === 0) return 'queue_full';
     if (this.#queued >= this.#opts.queueSize && !this.#evictBelow(priority)) return 'queue_full';
     const now = this.#opts.now();
     const budget = Math.min(maxWaitMs, this.#waitBudget(priority));
     if (budget <= 0) return 'queue_timeout';
-    return new Promise<Ticket>((resolve, reject) => {
+    return new Promise<Ticket | Rejection>((settle) => {
       if (this.#queued === 0) this.#lastEmptyAt = now;
-      this.#queues[RANK[priority]]!.push({ priority, enqueuedAt: now, expiresAt: now + budget, admit: resolve, reject: (reason) => reject(new AdmissionRejected(reason)) });
+      this.#queues[RANK[priority]]!.push({ priority, enqueuedAt: now, expiresAt: now + budget, settle });
       this.#queued++;
       this.#sweep ??= setInterval(() => this.#expire(), 5).unref();
     });
@@ -131,10 +131,10 @@ export class AdmissionController {
       this.#queued--;
       if (this.#queued === 0) this.#lastEmptyAt = now;
       if (waiter.expiresAt <= now) {
-        waiter.reject('queue_timeout');
+        waiter.settle('queue_timeout');
         continue;
       }
-      waiter.admit(this.#start());
+      waiter.settle(this.#start());
     }
   }
 
@@ -144,7 +144,7 @@ export class AdmissionController {
       const victim = this.#queues[rank]!.shift();
       if (victim) {
         this.#queued--;
-        victim.reject('evicted');
+        victim.settle('evicted');
         return true;
       }
     }
@@ -159,7 +159,7 @@ export class AdmissionController {
       for (const w of queue) {
         if (w.expiresAt <= now) {
           this.#queued--;
-          w.reject('queue_timeout');
+          w.settle('queue_timeout');
         } else keep.push(w);
       }
       queue.splice(0, queue.length, ...keep);
@@ -177,8 +177,3 @@ export class AdmissionController {
   }
 }
 
-export class AdmissionRejected extends Error {
-  constructor(readonly reason: Rejection) {
-    super(`request not admitted: ${reason}`);
-  }
-}

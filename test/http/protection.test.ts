@@ -96,9 +96,13 @@ describe('admission control over HTTP', () => {
         assert.equal(res.status, 503);
         assert.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8');
         assert.match(res.headers.get('retry-after') ?? '', /^[1-3]$/);
-        const body = (await res.json()) as { code: string; retryable: boolean };
+        const text = await res.text();
+        assert.equal(Number(res.headers.get('content-length')), Buffer.byteLength(text));
+        const body = JSON.parse(text) as { code: string; retryable: boolean; instance: string; requestId: string };
         assert.equal(body.code, 'overloaded');
         assert.equal(body.retryable, true);
+        assert.equal(body.instance, '/fast');
+        assert.equal(body.requestId, res.headers.get('x-request-id'));
       }
       // Time on the server, from arrival to the response written (the client's own overhead aside);
       // the median, since a shared CI machine can pause any single request.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AdmissionController, AdmissionRejected, type Priority, type Ticket } from '../../src/protection/admission.js';
+import { AdmissionController, type Priority, type Rejection, type Ticket } from '../../src/protection/admission.js';
 import { GradientLimit } from '../../src/protection/gradient-limit.js';
 
 // A controllable clock: admission decisions depend on time (wait budgets, standing queues).
@@ -17,7 +17,7 @@ const controller = (over: Partial<ConstructorParameters<typeof AdmissionControll
 
 const isTicket = (x: unknown): x is Ticket => typeof x === 'object' && x !== null && 'release' in x;
 /** Settles a queued acquisition into 'admitted' or its rejection reason. */
-const outcome = (p: Promise<Ticket>) => p.then((t) => ({ admitted: t }), (e: AdmissionRejected) => ({ rejected: e.reason }));
+const outcome = (p: Promise<Ticket | Rejection>) => p.then((o) => (typeof o === 'string' ? { rejected: o } : { admitted: o }));
 
 describe('admission control', () => {
   it('admits up to the limit at once, then queues, then rejects when the queue is full', () => {
@@ -58,8 +58,8 @@ describe('admission control', () => {
   it('a full queue evicts its oldest lower-class waiter for a higher-class arrival', async () => {
     const { ac } = controller({ initialLimit: 1, queueSize: 2 });
     ac.acquire('critical');
-    const shed = outcome(ac.acquire('sheddable') as Promise<Ticket>);
-    const dflt = outcome(ac.acquire('default') as Promise<Ticket>);
+    const shed = outcome(ac.acquire('sheddable') as Promise<Ticket | Rejection>);
+    const dflt = outcome(ac.acquire('default') as Promise<Ticket | Rejection>);
     const crit = ac.acquire('critical');
     assert.ok(crit instanceof Promise, 'the critical arrival got a place');
     assert.deepEqual(await shed, { rejected: 'evicted' });
@@ -73,10 +73,10 @@ describe('admission control', () => {
   it('waiters past their class budget are dropped (sheddable first), and a caller deadline caps the wait', async () => {
     const { ac, clock } = controller({ initialLimit: 1, queueSize: 10, queueWaitMs: 100 });
     const running = ac.acquire('default') as Ticket;
-    const shed = outcome(ac.acquire('sheddable') as Promise<Ticket>); // budget 25 ms
-    const dflt = outcome(ac.acquire('default') as Promise<Ticket>); // 100 ms
-    const crit = outcome(ac.acquire('critical') as Promise<Ticket>); // 300 ms
-    const hurried = outcome(ac.acquire('critical', 10) as Promise<Ticket>); // the request has 10 ms left
+    const shed = outcome(ac.acquire('sheddable') as Promise<Ticket | Rejection>); // budget 25 ms
+    const dflt = outcome(ac.acquire('default') as Promise<Ticket | Rejection>); // 100 ms
+    const crit = outcome(ac.acquire('critical') as Promise<Ticket | Rejection>); // 300 ms
+    const hurried = outcome(ac.acquire('critical', 10) as Promise<Ticket | Rejection>); // the request has 10 ms left
     clock.advance(30);
     await new Promise((r) => setTimeout(r, 20)); // the sweep runs every 5 ms
     assert.deepEqual(await shed, { rejected: 'queue_timeout' });

@@ -1,0 +1,15 @@
+import { fork } from 'node:child_process';
+import { Pool } from 'undici';
+const conns = Number(process.argv[2] ?? 50); const q = process.argv[3] ?? '128';
+const child = fork('/work/main/tmp-rb/server.mts', ['gate', q], { execArgv: ['--import', 'tsx', ...(process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/rb/prof'] : [])] });
+const { port } = await new Promise<any>((r) => child.once('message', r));
+const pool = new Pool(`http://127.0.0.1:${port}`, { connections: conns });
+const cpu = () => new Promise<any>((r) => { child.once('message', (m: any) => r(m.cpu)); child.send('cpu'); });
+let n = 0; let stop = false;
+const worker = async () => { while (!stop) { const r = await pool.request({ path: '/v1/collections/posts/documents?limit=20', method: 'GET' }); await r.body.text(); n++; } };
+const c0 = await cpu(); const t0 = performance.now();
+const ws = Array.from({ length: conns }, worker); await new Promise((r) => setTimeout(r, 4000)); stop = true; await Promise.all(ws);
+const c1 = await cpu(); const secs = (performance.now() - t0) / 1000;
+const us = (c1.user + c1.system - c0.user - c0.system);
+console.log({ conns, q, rps: Math.round(n / secs), serverCpuPerReqUs: Math.round(us / n), serverCpuCores: (us / 1e6 / secs).toFixed(2) });
+await pool.close(); child.kill('SIGINT');
