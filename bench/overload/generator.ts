@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
 import { decideRetry, RetryBudget, type AttemptOutcome } from '../../src/client/retry.js';
 import { FEED_PATH } from '../workloads.js';
-import type { ClassName, InitSpec, Kind, Phase, Policy, RunResult, RunSpec } from './protocol.js';
+import type { ClassName, InitSpec, Kind, Mix, Phase, Policy, RunResult, RunSpec } from './protocol.js';
 import { CLASSES } from './protocol.js';
 import { PhaseAcc, recordMs, WindowAcc } from './stats.js';
 
@@ -16,17 +16,16 @@ import { PhaseAcc, recordMs, WindowAcc } from './stats.js';
 // (no coordinated omission); the generator's own lag behind the schedule is reported beside it.
 // Each attempt has a client timeout; a timed-out request is aborted, as a mobile client would.
 //
-// The mix: 70 % feed (of which 65 % first page — class default, 20 % a later page with a cursor
-// from an earlier answer — sheddable, 15 % a prefetch of the first page sent with
-// `Levee-Priority: sheddable`), 20 % writes (POST with an Idempotency-Key — critical), 10 % token
+// The mix (InitSpec.mix, BENCH_MIX): feed reads (of which 65 % first page — class default, 20 % a
+// later page with a cursor from an earlier answer — sheddable, 15 % a prefetch of the first page
+// sent with `Levee-Priority: sheddable`), writes (POST with an Idempotency-Key — critical) and token
 // refreshes (each refresh token is used once; the new one goes back to the pool — critical).
-
-const MIX: { kind: Kind; weight: number }[] = [
-  { kind: 'feed', weight: 0.455 },
-  { kind: 'page', weight: 0.14 },
-  { kind: 'prefetch', weight: 0.105 },
-  { kind: 'write', weight: 0.2 },
-  { kind: 'refresh', weight: 0.1 },
+const weights = (m: Mix): { kind: Kind; weight: number }[] => [
+  { kind: 'feed', weight: m.reads * 0.65 },
+  { kind: 'page', weight: m.reads * 0.2 },
+  { kind: 'prefetch', weight: m.reads * 0.15 },
+  { kind: 'write', weight: m.writes },
+  { kind: 'refresh', weight: m.refreshes },
 ];
 const CLASS_OF: Record<Kind, ClassName> = { feed: 'default', page: 'sheddable', prefetch: 'sheddable', write: 'critical', refresh: 'critical' };
 const CLASS_INDEX: Record<ClassName, number> = { critical: CLASSES.indexOf('critical'), default: CLASSES.indexOf('default'), sheddable: CLASSES.indexOf('sheddable') };
@@ -185,7 +184,10 @@ export class Generator {
   /** Most attempts in flight, connections plus undici's queue: past it the generator itself is the bottleneck. */
   private readonly queueCap: number;
 
+  private readonly mix: { kind: Kind; weight: number }[];
+
   constructor(private readonly spec: InitSpec) {
+    this.mix = weights(spec.mix);
     this.queueCap = spec.connections * QUEUE_FACTOR;
     this.random = prng(spec.seed);
     this.feedHeaders = spec.accessTokens.map((t) => ({ authorization: `Bearer ${t}` }));
@@ -219,7 +221,7 @@ export class Generator {
 
   private pickKind(): Kind {
     let x = this.random();
-    for (const m of MIX) {
+    for (const m of this.mix) {
       if (x < m.weight) return m.kind;
       x -= m.weight;
     }

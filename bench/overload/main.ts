@@ -6,7 +6,7 @@ import pg from 'pg';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
 import { envNumber, gitCommit, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
 import { FEED_PATH } from '../workloads.js';
-import type { Phase, Policy } from './protocol.js';
+import type { Mix, Phase, Policy } from './protocol.js';
 import { DOC_BEGIN, DOC_END, generatorLimit, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
 import { accessTokens, createSessions, findCapacity, GeneratorProcess, log, runMeasured, seedDatabase, settle, startServer, type Capacity } from './scenario.js';
 
@@ -31,6 +31,19 @@ const onOff = (name: string, dflt: string) =>
       if (s !== 'on' && s !== 'off') throw new Error(`${name}: "${s}" must be on or off`);
       return s === 'on';
     });
+
+/** BENCH_MIX=reads=85,writes=12,refreshes=3 (relative weights) → shares that sum to 1. */
+function mixOf(spec: string): Mix {
+  const w: Record<string, number> = { reads: 0, writes: 0, refreshes: 0 };
+  for (const kv of spec.split(',')) {
+    const [k, v] = kv.split('=').map((x) => x.trim());
+    if (!k || !(k in w) || !(Number(v) >= 0)) throw new Error(`BENCH_MIX: "${kv}" is not reads|writes|refreshes=<weight>`);
+    w[k] = Number(v);
+  }
+  const sum = w.reads! + w.writes! + w.refreshes!;
+  if (!(sum > 0)) throw new Error('BENCH_MIX: the weights sum to 0');
+  return { reads: w.reads! / sum, writes: w.writes! / sum, refreshes: w.refreshes! / sum };
+}
 
 const DEFAULTS = { seconds: 30, levels: '1,2,4,8', warmup: 10, recoverySeconds: 15, protection: 'on,off', stormLevels: '2,4', stormSeconds: 30, stormProtection: 'on' };
 const opts = {
@@ -59,6 +72,7 @@ const opts = {
   maxSessions: envNumber('BENCH_MAX_SESSIONS', 300_000),
   timeoutSeconds: envNumber('BENCH_TIMEOUT', 2400),
   seed: envNumber('BENCH_SEED', 20261123),
+  mix: mixOf(process.env.BENCH_MIX ?? 'reads=85,writes=12,refreshes=3'),
   quietWait: envNumber('BENCH_QUIET_WAIT', 30),
   /** Extra server settings, e.g. BENCH_SERVER_ENV=LEVEE_ADMISSION_MAX_LIMIT=64,LEVEE_DB_POOL_SIZE=20 */
   serverEnv: Object.fromEntries(
@@ -185,11 +199,11 @@ async function main() {
   const [checkSession, ...userSessions] = await createSessions(url, opts.users + 1);
   const tokens = await accessTokens(s.url, userSessions);
   await checkServer(s.url, tokens[0]!, checkSession!);
-  await g.init({ accessTokens: tokens, connections: opts.connections, timeoutMs: opts.timeoutMs, objectiveMs: opts.objectiveMs, seed: opts.seed });
+  await g.init({ accessTokens: tokens, mix: opts.mix, connections: opts.connections, timeoutMs: opts.timeoutMs, objectiveMs: opts.objectiveMs, seed: opts.seed });
 
   // Every refresh may lose its session (a timeout), so the pool holds one per refresh a run can send.
   const topUp = async (phases: Phase[]) => {
-    const need = Math.min(opts.maxSessions, Math.ceil(phases.reduce((n, p) => n + 0.1 * (p.rate || 5_000) * p.seconds, 0)) + 2_000);
+    const need = Math.min(opts.maxSessions, Math.ceil(phases.reduce((n, p) => n + opts.mix.refreshes * (p.rate || 5_000) * p.seconds, 0)) + 2_000);
     if (need <= g.sessionsLeft) return;
     const t0 = performance.now();
     const fresh = await createSessions(url, need - g.sessionsLeft);

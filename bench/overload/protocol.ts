@@ -30,8 +30,16 @@ export interface RunSpec {
   closedConcurrency?: number;
 }
 
+/** Shares of the three request families (they sum to 1); feed reads split 65/20/15 into first page, later page, prefetch. */
+export interface Mix {
+  reads: number;
+  writes: number;
+  refreshes: number;
+}
+
 export interface InitSpec {
   accessTokens: string[];
+  mix: Mix;
   connections: number;
   timeoutMs: number;
   objectiveMs: number;

@@ -1,5 +1,5 @@
 import { renderSvg, type PanelSpec, type Series } from './chart.js';
-import type { PhaseResult, Policy, WindowStats } from './protocol.js';
+import type { Mix, PhaseResult, Policy, WindowStats } from './protocol.js';
 import type { Capacity, ServerPhaseStats } from './scenario.js';
 
 // What the overload benchmark concludes from the raw runs: per-level rows, generator limits,
@@ -355,6 +355,7 @@ export const DOC_END = '<!-- overload:end -->';
 
 export function renderMarkdown(r: OverloadReport): string {
   const s = r.settings as Record<string, number | string | string[]>;
+  const mixText = (m: Mix | undefined) => (m ? `reads ${pct(m.reads)}, writes ${pct(m.writes)}, refreshes ${pct(m.refreshes)}` : 'reads 70 %, writes 20 %, refreshes 10 %');
   const out: string[] = [];
   out.push(`${DOC_BEGIN}
 ## Overload (issue 3)
@@ -375,7 +376,7 @@ Settings (environment): \`BENCH_SECONDS\` (per level, ${s.seconds}), \`BENCH_LEV
 \`BENCH_RECOVERY_SECONDS\` (${s.recoverySeconds}), \`BENCH_PROTECTION\` (ladders to run: ${String(s.protection)}), \`BENCH_STORM_LEVELS\` (${String(s.stormLevels)}),
 \`BENCH_STORM_SECONDS\` (${s.stormSeconds}), \`BENCH_STORM_POLICIES\` (${String(s.stormPolicies ?? 'naive,disciplined')}), \`BENCH_STORM_PROTECTION\` (${String(s.stormProtection)}; \`none\` skips the storm), \`BENCH_LADDER_POLICY\` (client retries during the ladder: ${s.ladderPolicy}),
 \`BENCH_CAPACITY\` (req/s; skips the capacity search), \`BENCH_STEP_SECONDS\` (${s.stepSeconds}), \`BENCH_CONNECTIONS\` (${s.connections}), \`BENCH_CLIENT_TIMEOUT_MS\` (${s.timeoutMs}),
-\`BENCH_OBJECTIVE_MS\` (${s.objectiveMs}), \`BENCH_USERS\` (${s.users}), \`BENCH_POSTS\` (${s.posts}), \`BENCH_POOL_SIZE\` (Levee's default), \`BENCH_SERVER_ENV\` (more server settings, \`NAME=value,…\`${Object.keys(s.serverEnv ?? {}).length ? `; this run: \`${Object.entries(s.serverEnv as unknown as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',')}\`` : ''}), \`BENCH_QUIET_WAIT\` (s, ${s.quietWait}), \`BENCH_DOCS\` (\`1\` writes docs/ even on a shortened run, \`0\` never), \`BENCH_TIMEOUT\` (whole run, s, ${s.timeoutSeconds}).
+\`BENCH_OBJECTIVE_MS\` (${s.objectiveMs}), \`BENCH_MIX\` (\`reads=85,writes=12,refreshes=3\`), \`BENCH_USERS\` (${s.users}), \`BENCH_POSTS\` (${s.posts}), \`BENCH_POOL_SIZE\` (Levee's default), \`BENCH_SERVER_ENV\` (more server settings, \`NAME=value,…\`${Object.keys(s.serverEnv ?? {}).length ? `; this run: \`${Object.entries(s.serverEnv as unknown as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',')}\`` : ''}), \`BENCH_QUIET_WAIT\` (s, ${s.quietWait}), \`BENCH_DOCS\` (\`1\` writes docs/ even on a shortened run, \`0\` never), \`BENCH_TIMEOUT\` (whole run, s, ${s.timeoutSeconds}).
 
 ### Method
 
@@ -389,9 +390,10 @@ Settings (environment): \`BENCH_SECONDS\` (per level, ${s.seconds}), \`BENCH_LEV
   while ${Number(s.connections) * 4} are already in flight, which counts as a connection error); HdrHistograms per class. It reports its own lag behind the
   schedule and its CPU; a level where the lag p99 exceeds a tenth of the objective, it sent < 95 % of the schedule, used > 0.9 core, or found every connection busy
   is marked **generator-limited**: there the figures say as much about the generator as about the server.
-- **Mix**: 70 % feed — \`GET /v1/collections/posts/documents?sort=-createdAt&limit=20\` (65 % first page, class *default*; 20 % a later page with a cursor from an
-  earlier answer, *sheddable*; 15 % a prefetch of the first page with \`Levee-Priority: sheddable\`), 20 % writes (\`POST /v1/collections/posts/documents\`,
-  small JSON body, \`Idempotency-Key\`, *critical*), 10 % token refreshes (\`POST /v1/auth/refresh\`; each token used once, the new one kept, *critical*).
+- **Mix** (\`BENCH_MIX\`, ${mixText(s.mix as unknown as Mix)}): feed reads — \`GET /v1/collections/posts/documents?sort=-createdAt&limit=20\` (65 % first page, class *default*; 20 % a later page with a cursor from an
+  earlier answer, *sheddable*; 15 % a prefetch of the first page with \`Levee-Priority: sheddable\`); writes (\`POST /v1/collections/posts/documents\`,
+  small JSON body, \`Idempotency-Key\`, *critical*); token refreshes (\`POST /v1/auth/refresh\`; each token used once, the new one kept, *critical*).
+  The default is a mobile app's traffic: mostly reads; a refresh once per access-token lifetime and app launch, not every tenth request.
 - **Capacity**: a 5 s closed-loop run (${s.closedConcurrency} in flight) gives an estimate; open-loop steps of ${s.stepSeconds} s go up from 60 % of it (a step that fails is tried
   once more); capacity is the highest offered rate whose goodput is ≥ 95 % of it with p99 ≤ ${s.objectiveMs} ms (measured once, with protection on, and used for every ladder).
 - **Ladder**: ${s.warmup} s warm-up at ½× (every run starts a fresh, cold server), then each level for ${s.seconds} s back to back, then ${s.recoverySeconds} s at 1× again (recovery, in 1 s windows). Once with
