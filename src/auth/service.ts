@@ -97,6 +97,8 @@ export function createAuthService(deps: { db: Db; clock: Clock; tokens: AccessTo
   };
 
   return {
+    /** Whether a password sign-in, sign-up or change would be refused now (the HTTP gate asks before reading the body). */
+    passwordHashing: { saturated: () => deps.passwords.saturated() },
     /** Email sign-up. Called by a signed-in anonymous user, it upgrades that account in place. */
     async signUp(input: { email: string; password: string } & Device, caller?: Principal): Promise<SignedIn> {
       const email = input.email.trim();

@@ -140,7 +140,8 @@ export const SETTINGS = {
   admissionQueueSize: { env: 'LEVEE_ADMISSION_QUEUE_SIZE', default: 128, doc: 'Admission control: requests that may wait for a slot; past it, the lowest-priority waiter is shed (503).', parse: int(0, 100_000) },
   admissionQueueWaitMs: { env: 'LEVEE_ADMISSION_QUEUE_WAIT_MS', default: 100, doc: 'Admission control: longest wait in the queue for `default` requests; `critical` may wait 3× this, `sheddable` a quarter.', parse: int(1, 60_000) },
   passwordHashConcurrency: { env: 'LEVEE_PASSWORD_HASH_CONCURRENCY', default: 0, doc: 'Password hashes (argon2id, ~20 ms of CPU each) computed at once; 0 means half the CPU cores (at least 1), so a sign-in storm cannot take the CPU from other requests.', parse: int(0, 256) },
-  passwordHashQueue: { env: 'LEVEE_PASSWORD_HASH_QUEUE', default: 4, doc: 'Sign-ins and sign-ups that may wait for a hashing slot; past it they get 503 with Retry-After at once. Kept short: a sign-in waiting here holds an admission slot that a feed request could use.', parse: int(0, 100_000) },
+  passwordHashNice: { env: 'LEVEE_PASSWORD_HASH_NICE', default: 10, doc: 'CPU priority of the password-hashing threads (a nice value, 0–19; Linux only): above 0, a sign-in storm hashes with the CPU that other requests leave over instead of taking it from them.', parse: int(0, 19) },
+  passwordHashQueue: { env: 'LEVEE_PASSWORD_HASH_QUEUE', default: 4, doc: 'Sign-ins and sign-ups that may wait for a hashing slot; past it they are refused (503 with Retry-After) before their body is read.', parse: int(0, 100_000) },
   googleIssuers: { env: 'LEVEE_GOOGLE_ISSUERS', default: ['https://accounts.google.com', 'accounts.google.com'], doc: 'Sign in with Google: accepted `iss` values.', parse: list },
 } satisfies Record<string, Setting<unknown>>;
 

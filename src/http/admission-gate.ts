@@ -17,6 +17,8 @@ export interface RoutePolicy {
   priority?: Priority | undefined;
   deadlineMs?: number | undefined;
   unprotected?: boolean | undefined;
+  /** The route's costly work runs in a bulkhead of its own: no admission slot; refused here while it is full. */
+  bulkhead?: { saturated(): boolean } | undefined;
 }
 
 export interface GateOptions {
@@ -100,6 +102,12 @@ export function createAdmissionGate(opts: GateOptions) {
         const policy = policies.find(method as 'GET', path)?.store as RoutePolicy | undefined;
         const budget = Math.min(policy?.deadlineMs ?? opts.defaultDeadlineMs, opts.maxDeadlineMs);
         if (!opts.admission || policy?.unprotected) return pass(handler, req, res, arrivedAt + budget, undefined);
+        // Sign-ins: a request that waits for a password hash must not hold a slot a feed request
+        // could use, nor teach the adaptive limit that the server is slow; its bulkhead bounds it.
+        if (policy?.bulkhead) {
+          if (policy.bulkhead.saturated()) return refuse(req, res, path, 'critical', 'bulkhead_full');
+          return pass(handler, req, res, arrivedAt + budget, undefined);
+        }
 
         const priority = classify(method, url, req.headers['levee-priority'], policy?.priority);
         const admitted = opts.admission.acquire(priority, budget);

@@ -23,6 +23,8 @@ declare module 'fastify' {
     deadlineMs?: number;
     /** Probes and docs: no admission control, no rate limits. */
     unprotected?: boolean;
+    /** The route's costly work is bounded by a bulkhead of its own (password hashing): see RoutePolicy. */
+    bulkhead?: { saturated(): boolean };
   }
 }
 
@@ -37,8 +39,8 @@ export async function installProtection(app: FastifyInstance, gate: AdmissionGat
   // Each route's policy goes to the gate; its handler runs inside the request's deadline scope
   // (see protection/deadline.ts).
   app.addHook('onRoute', (route) => {
-    const { priority, deadlineMs, unprotected } = route.config ?? {};
-    gate.addRoute(route.method, route.url, { priority, deadlineMs, unprotected });
+    const { priority, deadlineMs, unprotected, bulkhead } = route.config ?? {};
+    gate.addRoute(route.method, route.url, { priority, deadlineMs, unprotected, bulkhead });
     const handler = route.handler;
     route.handler = function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
       const deadline = req.deadline;

@@ -27,6 +27,8 @@ export interface Dependency {
   readonly name: string;
   run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
   state(): 'closed' | 'open' | 'half_open';
+  /** A call now would be refused at once: the circuit is open, or every slot and queue place is taken. */
+  saturated(): boolean;
 }
 
 const STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
@@ -43,7 +45,8 @@ export function createDependencies(registry: Registry) {
       halfOpenAfter: opts.halfOpenAfterMs ?? 2_000,
       breaker: new ConsecutiveBreaker(opts.failuresToOpen ?? 5),
     });
-    const policy = opts.concurrency === undefined ? breaker : wrap(bulkhead(opts.concurrency, opts.queue ?? 0), breaker);
+    const slots = opts.concurrency === undefined ? undefined : bulkhead(opts.concurrency, opts.queue ?? 0);
+    const policy = slots ? wrap(slots, breaker) : breaker;
     const stateName = (): Dependency['state'] extends () => infer S ? S : never =>
       breaker.state === CircuitState.Closed ? 'closed' : breaker.state === CircuitState.HalfOpen ? 'half_open' : 'open';
     stateGauge.set({ dependency: opts.name }, 0);
@@ -60,6 +63,7 @@ export function createDependencies(registry: Registry) {
     return {
       name: opts.name,
       state: stateName,
+      saturated: () => breaker.state === CircuitState.Open || (slots !== undefined && slots.executionSlots === 0 && slots.queueSlots === 0),
       async run(fn) {
         const deadline = currentDeadline();
         const work = policy.execute(async ({ signal }) => {

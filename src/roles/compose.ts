@@ -60,6 +60,7 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
       isFailure: () => false,
       unavailable: (why) => new LeveeError('overloaded', why === 'deadline' ? 'Sign-ins are queued longer than the request deadline; retry shortly' : 'Too many sign-ins at once; retry shortly', { retryAfter: 2 }),
     }),
+    { threads: config.passwordHashConcurrency || Math.max(1, Math.floor(availableParallelism() / 2)), nice: config.passwordHashNice },
   );
   const jwksFetch = (provider: string) =>
     dependency({
@@ -85,7 +86,7 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
     google: createIdTokenVerifier('google', { jwksUrl: config.googleJwksUrl, issuers: config.googleIssuers, audiences: config.googleAudiences }, jwksFetch('google')),
   });
   const docs = createDocumentService({ db, clock, collections: config.collections });
-  return { db, keys, tokens, auth, docs, rateLimits: limits.rateLimits, redis: limits.redis };
+  return { db, keys, tokens, auth, docs, passwords, rateLimits: limits.rateLimits, redis: limits.redis };
 }
 
 export type Services = Awaited<ReturnType<typeof composeServices>>;

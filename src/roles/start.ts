@@ -51,6 +51,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     const services = await composeServices(config, db, metrics, clock, logger);
     undo.push(() => services.keys.stop());
     undo.push(() => services.redis?.close());
+    undo.push(() => services.passwords.close());
 
     const http = roles.includes('api')
       ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
@@ -69,6 +70,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
         await Promise.all(stoppers.map((s) => s()));
         services.keys.stop();
         await services.redis?.close();
+        await services.passwords.close();
         await db.close();
         logger.info('stopped');
       })());

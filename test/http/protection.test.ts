@@ -50,6 +50,9 @@ async function protectedApp(opts: { limit: number; queueSize?: number; queueWait
     return { ok: true };
   });
   app.get('/fast', async () => ({ ok: true }));
+  // Stands for sign-in: its work is bounded by a bulkhead of its own, whose fullness the test sets.
+  const hashing = { full: false, saturated: () => hashing.full };
+  app.post('/signin-like', { config: { bulkhead: hashing } }, async () => ({ ok: true }));
   app.get('/budget', { config: { deadlineMs: 200 } }, async () => ({ remaining: remainingMs() }));
   app.get('/healthz', { config: { unprotected: true } }, async () => ({ ok: true }));
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -58,6 +61,7 @@ async function protectedApp(opts: { limit: number; queueSize?: number; queueWait
     app,
     url,
     admission,
+    hashing,
     rejected,
     seen,
     serverMs,
@@ -202,6 +206,35 @@ describe('deadlines over HTTP', () => {
       await running;
     } finally {
       await tight.close();
+    }
+  });
+});
+
+describe('routes with a bulkhead of their own (sign-in)', () => {
+  it('take no admission slot, and are refused at the gate while their bulkhead is full', async () => {
+    const s = await protectedApp({ limit: 1, queueSize: 0 });
+    s.block();
+    const held = fetch(`${s.url}/slow`);
+    try {
+      while (s.admission.stats().inFlight < 1) await new Promise((r) => setTimeout(r, 5));
+      // The admission limit is used up: an ordinary request is shed, a sign-in still goes through.
+      assert.equal((await fetch(`${s.url}/fast`)).status, 503);
+      const admitted = await fetch(`${s.url}/signin-like`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(admitted.status, 200);
+      assert.equal(s.admission.stats().inFlight, 1, 'the sign-in did not take a slot');
+      // Its bulkhead full: refused before its body is read, as overloaded, retryable.
+      s.hashing.full = true;
+      const refused = await fetch(`${s.url}/signin-like`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '1');
+      const body = (await refused.json()) as { code: string; retryable: boolean };
+      assert.deepEqual([body.code, body.retryable], ['overloaded', true]);
+      assert.ok(s.rejected.includes('critical:bulkhead_full'), s.rejected.join());
+      s.hashing.full = false;
+    } finally {
+      s.release();
+      await held;
+      await s.close();
     }
   });
 });

@@ -1,7 +1,11 @@
-// NOT PART OF `npm test` YET (named *.scenario.ts so the runner skips it): issue 3 item 5 is not met.
-// On this 2-core machine the storm's sign-ins hold admission slots while they wait for a hashing
-// slot, admission control then sheds feed requests (503 overloaded), and the refusals themselves
-// queue. Run it by hand: node --import tsx --test test/integration/signin-storm.scenario.ts
+// NOT PART OF `npm test` (named *.scenario.ts so the runner skips it): issue 3 item 5's bar (feed
+// p99 at most ×1.2 during the storm) is not met on this 2-core machine. Sign-ins now take no
+// admission slot and are refused at the gate while hashing is saturated, and hashing runs on
+// threads of its own at a lower CPU priority (LEVEE_PASSWORD_HASH_NICE): the storm's effect on the
+// feed's p99 fell from ×8.5 to ×1.6 (2026-11-23; nice 0 gives ×3.9, SCHED_IDLE no better than nice
+// 10). What remains is about 4 ms on a 7 ms p99 — the generator's own lag rises by half of that
+// during the storm, and baseline windows alone range from 4 to 11 ms. Run it by hand:
+//   node --import tsx --test test/integration/signin-storm.scenario.ts
 // Rename it back to *.timing.test.ts when it passes.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -175,6 +175,8 @@ describe('auth service: a blocked sign-in costs no database read and no password
       burn: async () => {
         hashes++;
       },
+      saturated: () => false,
+      close: async () => {},
     };
     const throttle = createSignInThrottle({ ...limits, registry: new Registry() });
     const unused = (() => Promise.reject(new Error('unused'))) as unknown as IdTokenVerifier;

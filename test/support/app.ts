@@ -67,6 +67,7 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
       await app.close();
       services.keys.stop();
       await services.redis?.close();
+      await services.passwords.close();
       await database.drop();
     },
   };

@@ -33,14 +33,14 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
   });
 
   app.post('/signup', {
-    config: { rateLimit: { name: 'signup', by: 'ip' } },
+    config: { rateLimit: { name: 'signup', by: 'ip' }, bulkhead: auth.passwordHashing },
     schema: { tags, summary: 'Create an account with email and password (upgrades the caller if it is anonymous)', body: Credentials, response: { 201: SignedIn, ...problems(400, 409, 422, 429) } },
   }, async (req, reply) => {
     const { email, password, deviceName } = req.body;
     return reply.code(201).send(await auth.signUp({ email, password, ...device(req, deviceName) }, req.principal));
   });
 
-  app.post('/signin', { config: { ignoreAuthorization: true }, schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401, 429) } } }, async (req) => {
+  app.post('/signin', { config: { ignoreAuthorization: true, bulkhead: auth.passwordHashing }, schema: { tags, summary: 'Sign in with email and password', body: Credentials, response: { 200: SignedIn, ...problems(400, 401, 429) } } }, async (req) => {
     const { email, password, deviceName } = req.body;
     return auth.signIn({ email, password, ...device(req, deviceName) });
   });
@@ -89,7 +89,7 @@ export const authRoutes = (auth: AuthService): FastifyPluginAsyncTypebox => asyn
   });
 
   app.post('/password', {
-    config: { rateLimit: { name: 'password_change', by: 'user' } },
+    config: { rateLimit: { name: 'password_change', by: 'user' }, bulkhead: auth.passwordHashing },
     schema: {
       tags, security: secured, summary: 'Change the password; signs out every other device',
       body: Type.Object({ currentPassword: Type.String({ maxLength: PASSWORD_MAX }), newPassword: Type.String({ maxLength: PASSWORD_MAX }) }),
