@@ -82,6 +82,19 @@ export const SETTINGS = {
     doc: 'A `redis://` URL for shared state across instances (rate limits, realtime fan-out, job queue).',
     parse: url('redis:', 'rediss:'),
   },
+  queueRedisUrl: {
+    env: 'QUEUE_REDIS_URL',
+    default: undefined as string | undefined,
+    doc: 'A Redis for the job queue alone (recommended at scale: jobs then never compete with rate limits and realtime for one Redis). Defaults to `REDIS_URL`.',
+    parse: url('redis:', 'rediss:'),
+  },
+  queueEngine: {
+    env: 'LEVEE_QUEUE_ENGINE',
+    default: 'auto' as const,
+    doc: 'Where jobs live: `auto` (Redis when `QUEUE_REDIS_URL` or `REDIS_URL` is set, else the database), `redis`, or `database` (PostgreSQL, or the embedded database).',
+    parse: oneOf('auto', 'redis', 'database'),
+  },
+  queueDbPoolSize: { env: 'LEVEE_QUEUE_DB_POOL_SIZE', default: 6, doc: 'PostgreSQL job queue: connections per process, apart from the request pool (each consuming queue keeps one for LISTEN).', parse: int(2, 1000) },
   redisCommandTimeoutMs: { env: 'LEVEE_REDIS_COMMAND_TIMEOUT_MS', default: 100, doc: 'Longest wait for one Redis reply. Past it (or while Redis is unreachable) rate limits and sign-in throttling decide per process: a request never waits on Redis longer than this.', parse: int(5, 10_000) },
   redisKeyPrefix: { env: 'LEVEE_REDIS_KEY_PREFIX', default: 'levee:', doc: 'Prefix of every Redis key Levee writes, so deployments can share one Redis.', parse: str },
   trustProxy: {
