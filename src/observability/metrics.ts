@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { JobQueues } from '../jobs/port.js';
 
 /** One registry per process (never the global one), so tests can build many apps side by side. */
 export function createMetrics(roles: string[]) {
@@ -24,7 +25,35 @@ export function createMetrics(roles: string[]) {
       new Gauge({ name: `levee_admission_${key === 'inFlight' ? 'in_flight' : key}`, help, registers: [registry], collect() { this.set(stats()[key]); } });
     }
   };
-  return { registry, httpDuration, admissionRejected, watchAdmission };
+  /** Exports each queue's depth by state and the age of its oldest waiting job, read at each scrape. */
+  const watchQueues = (queues: JobQueues) => {
+    const read = async () => Object.fromEntries(await Promise.all([...queues.specs.keys()].map(async (q) => [q, await queues.stats(q).catch(() => undefined)] as const)));
+    let pending: ReturnType<typeof read> | undefined;
+    // Both gauges are filled from one read per scrape.
+    const once = () => (pending ??= read().finally(() => setTimeout(() => (pending = undefined), 0)));
+    new Gauge({
+      name: 'levee_queue_jobs',
+      help: 'Jobs per queue and state (waiting, delayed, active, dead_letter)',
+      labelNames: ['queue', 'state'] as const,
+      registers: [registry],
+      async collect() {
+        for (const [queue, s] of Object.entries(await once())) {
+          if (!s) continue;
+          for (const [state, n] of [['waiting', s.waiting], ['delayed', s.delayed], ['active', s.active], ['dead_letter', s.deadLetters]] as const) this.set({ queue, state }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'levee_queue_oldest_waiting_seconds',
+      help: 'Age of the oldest job ready to run and not yet started, per queue',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+      async collect() {
+        for (const [queue, s] of Object.entries(await once())) if (s) this.set({ queue }, s.oldestWaitingMs / 1000);
+      },
+    });
+  };
+  return { registry, httpDuration, admissionRejected, watchAdmission, watchQueues };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -7,7 +7,12 @@ import { createAuthService } from '../auth/service.js';
 import type { Config } from '../config/load.js';
 import { indexDdl } from '../data/fields.js';
 import { createDocumentService } from '../data/service.js';
-import { createPgliteDb } from '../db/adapters/pglite.js';
+import { createPgliteDb, type PgliteDb } from '../db/adapters/pglite.js';
+import { openJobQueues, type QueueEngineChoice } from '../jobs/engines.js';
+import type { JobQueues } from '../jobs/port.js';
+import { queueSpecs } from '../jobs/queues.js';
+import { LeveeStartupError } from '../lib/startup-error.js';
+import type { Registry } from 'prom-client';
 import { createPostgresDb } from '../db/adapters/postgres.js';
 import { migrate } from '../db/migrate.js';
 import type { Db } from '../db/port.js';
@@ -38,6 +43,22 @@ export async function openDatabase(config: Config, logger?: Logger): Promise<Db>
     });
   }
   return createPgliteDb({ dataDir: resolve(config.dataDir) });
+}
+
+/**
+ * The job queues, on Redis (QUEUE_REDIS_URL, else REDIS_URL) unless LEVEE_QUEUE_ENGINE=database,
+ * else on the database Levee uses: PostgreSQL through a pool of their own, or the embedded PGlite.
+ */
+export function openQueues(config: Config, db: Db, registry: Registry): Promise<JobQueues> {
+  const redisUrl = config.queueRedisUrl ?? config.redisUrl;
+  if (config.queueEngine === 'redis' && !redisUrl) throw new LeveeStartupError('LEVEE_QUEUE_ENGINE=redis needs QUEUE_REDIS_URL or REDIS_URL');
+  const choice: QueueEngineChoice =
+    redisUrl && config.queueEngine !== 'database'
+      ? { kind: 'redis', url: redisUrl, keyPrefix: config.redisKeyPrefix }
+      : config.databaseUrl
+        ? { kind: 'postgres', url: config.databaseUrl, poolSize: config.queueDbPoolSize }
+        : { kind: 'pglite', session: (db as PgliteDb).session };
+  return openJobQueues(choice, queueSpecs(), registry);
 }
 
 /** Schema migrations plus the indexes the configuration declares. */

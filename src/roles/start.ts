@@ -7,7 +7,7 @@ import type { Role } from '../config/settings.js';
 import { buildApp } from '../http/app.js';
 import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
-import { composeProtection, composeServices, migrateDatabase, openDatabase } from './compose.js';
+import { composeProtection, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
 import { startWorker } from './worker.js';
@@ -52,13 +52,16 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     undo.push(() => services.keys.stop());
     undo.push(() => services.redis?.close());
     undo.push(() => services.passwords.close());
+    const queues = await openQueues(config, db, metrics.registry);
+    undo.push(() => queues.close());
+    metrics.watchQueues(queues);
 
     const http = roles.includes('api')
       ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
-    if (roles.includes('worker')) stoppers.push(startWorker({ db, clock, logger }).stop);
+    if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues })).stop);
     if (roles.includes('push')) stoppers.push(startPush({ logger }).stop);
 
     let stopping: Promise<void> | undefined;
@@ -68,6 +71,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
         lifecycle.draining = true;
         await http.close(config.shutdownGraceMs);
         await Promise.all(stoppers.map((s) => s()));
+        await queues.close();
         services.keys.stop();
         await services.redis?.close();
         await services.passwords.close();

@@ -2,39 +2,32 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/port.js';
 import { purgeEndedSessions } from '../auth/store.js';
 import { purgeExpiredIdempotencyKeys } from '../data/idempotency.js';
+import type { JobQueues } from '../jobs/port.js';
+import { QUEUES } from '../jobs/queues.js';
 import type { Clock } from '../lib/clock.js';
 
-// The worker role: background work off the request path. For now, housekeeping: expired
-// idempotency records, ended sessions and old used refresh tokens. (Jobs arrive with the queue.)
+// The worker role: background work off the request path. It consumes the maintenance queue; its
+// recurring housekeeping job (expired idempotency records, ended sessions, old used refresh tokens)
+// is scheduled by every worker process alike — the schedule is one per queue, so however many
+// workers run, each run happens once.
 
 export async function housekeeping(db: Db, now: Date) {
   return { idempotencyKeys: await purgeExpiredIdempotencyKeys(db, now), sessionsAndTokens: await purgeEndedSessions(db, now) };
 }
 
-export function startWorker(deps: { db: Db; clock: Clock; logger: Logger; everyMs?: number }) {
+export const HOUSEKEEPING_EVERY_MS = 10 * 60_000;
+
+export async function startWorker(deps: { db: Db; clock: Clock; logger: Logger; queues: JobQueues; housekeepingEveryMs?: number }) {
   const log = deps.logger.child({ role: 'worker' });
-  let running: Promise<void> | undefined;
-  async function purge() {
-    const purged = await housekeeping(deps.db, deps.clock.now());
-    if (purged.idempotencyKeys + purged.sessionsAndTokens > 0) log.info(purged, 'housekeeping purged expired records');
-  }
-  const tick = () => {
-    running ??= purge()
-      .catch((err: Error) => log.warn({ err: err.message }, 'housekeeping failed; will retry'))
-      .finally(() => (running = undefined));
-  };
-  // Jittered, so many workers started together do not all purge at the same moment.
-  const everyMs = deps.everyMs ?? 10 * 60_000;
-  const first = setTimeout(tick, 5_000 + Math.random() * 10_000);
-  const timer = setInterval(tick, everyMs + Math.random() * everyMs * 0.1);
-  first.unref();
-  timer.unref();
-  log.info('worker role started');
-  return {
-    async stop() {
-      clearTimeout(first);
-      clearInterval(timer);
-      await running;
+  const maintenance = QUEUES.maintenance.name;
+  await deps.queues.schedule(maintenance, 'housekeeping', { everyMs: deps.housekeepingEveryMs ?? HOUSEKEEPING_EVERY_MS }, 'housekeeping', {});
+  const consumer = deps.queues.consume(maintenance, {
+    housekeeping: async () => {
+      const purged = await housekeeping(deps.db, deps.clock.now());
+      if (purged.idempotencyKeys + purged.sessionsAndTokens > 0) log.info(purged, 'housekeeping purged expired records');
+      return purged;
     },
-  };
+  });
+  log.info('worker role started');
+  return { stop: () => consumer.close() };
 }

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { housekeeping } from '../../src/roles/worker.js';
+import { Registry } from 'prom-client';
+import pino from 'pino';
+import type { PgliteDb } from '../../src/db/adapters/pglite.js';
+import { openJobQueues } from '../../src/jobs/engines.js';
+import { queueSpecs } from '../../src/jobs/queues.js';
+import { housekeeping, startWorker } from '../../src/roles/worker.js';
 import { createTestApp, signUp, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
 
@@ -36,6 +41,27 @@ for (const engine of await engines()) {
       assert.equal(await rows(t, 'sessions'), sessionsBefore - 1);
       const again = await t.call('POST', '/v1/auth/refresh', { body: { refreshToken: rotated.json().refreshToken } });
       assert.equal(again.statusCode, 200, 'the live session still refreshes');
+    });
+
+    it('the worker role runs it as a recurring job on the maintenance queue', async () => {
+      await t.call('POST', '/v1/collections/notes/documents', { token: (await signUp(t)).accessToken, body: { a: 2 }, headers: { 'idempotency-key': 'hk-2' } });
+      assert.equal(await rows(t, 'idempotency_keys'), 1);
+      const queues = await openJobQueues(
+        engine.name === 'pglite' ? { kind: 'pglite', session: (t.database.db as PgliteDb).session } : { kind: 'postgres', url: t.database.url!, poolSize: 4 },
+        queueSpecs(),
+        new Registry(),
+      );
+      const later = { now: () => new Date(Date.now() + 2 * DAY) };
+      const worker = await startWorker({ db: t.database.db, clock: later, logger: pino({ level: 'silent' }), queues, housekeepingEveryMs: 200 });
+      try {
+        const until = Date.now() + 10_000;
+        while ((await rows(t, 'idempotency_keys')) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(await rows(t, 'idempotency_keys'), 0, 'purged by the scheduled job');
+      } finally {
+        await worker.stop();
+        await queues.unschedule('maintenance', 'housekeeping');
+        await queues.close();
+      }
     });
   });
 }

@@ -1,0 +1,13 @@
+import type { QueueSpec } from './port.js';
+
+// Every queue Levee uses, declared with its bounds. A queue's consumers live in one role (the
+// worker role for maintenance, later the push role for delivery); any role may enqueue.
+
+export const QUEUES = {
+  /** Housekeeping and other periodic upkeep: one at a time, never urgent. */
+  maintenance: { name: 'maintenance', concurrency: 1, maxSize: 1_000, attempts: 3, backoffMs: 30_000, deadlineMs: 5 * 60_000, keepDeadLetters: 1_000 },
+} as const satisfies Record<string, QueueSpec>;
+
+export type QueueName = keyof typeof QUEUES;
+
+export const queueSpecs = (): QueueSpec[] => Object.values(QUEUES);
