@@ -15,6 +15,8 @@ import type { RateLimits } from '../protection/rate-limits.js';
 import type { Ops, OpsResponse } from '../roles/ops.js';
 import { authRoutes } from './api/auth.js';
 import { documentRoutes } from './api/documents.js';
+import { adminQueueRoutes } from './api/admin-queues.js';
+import type { JobQueues } from '../jobs/port.js';
 import { checkBody } from './body-guard.js';
 import { authenticate } from './principal.js';
 import { createAdmissionGate } from './admission-gate.js';
@@ -38,6 +40,8 @@ export interface AppDeps {
   bodyLimitBytes: number;
   /** Per-IP, per-user and per-route rate limits; undefined when LEVEE_PROTECTION is off. */
   rateLimits?: RateLimits | undefined;
+  /** The job queues: their admin routes are served when present. */
+  queues?: JobQueues | undefined;
   /** Fastify's trustProxy (LEVEE_TRUST_PROXY): where the client IP comes from behind a proxy. */
   trustProxy?: boolean | number | string[];
 }
@@ -130,6 +134,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (deps.rateLimits) v1.addHook('onRequest', limitByUserAndRoute(deps.rateLimits)); // per user and per route: after it
       await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
       await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
+      if (deps.queues) await v1.register(adminQueueRoutes(deps.queues), { prefix: '/admin/queues' });
     },
     { prefix: '/v1' },
   );

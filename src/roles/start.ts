@@ -57,7 +57,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     metrics.watchQueues(queues);
 
     const http = roles.includes('api')
-      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
+      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, queues, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];

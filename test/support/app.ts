@@ -11,6 +11,10 @@ import { createMetrics } from '../../src/observability/metrics.js';
 import { composeProtection, composeServices, migrateDatabase, type Services } from '../../src/roles/compose.js';
 import { createOps, type Lifecycle } from '../../src/roles/ops.js';
 import type { Engine, TestDatabase } from './engines.js';
+import type { PgliteDb } from '../../src/db/adapters/pglite.js';
+import { openJobQueues } from '../../src/jobs/engines.js';
+import type { JobQueues } from '../../src/jobs/port.js';
+import { queueSpecs } from '../../src/jobs/queues.js';
 
 export const DEFAULT_COLLECTIONS = {
   posts: { read: 'public', write: 'owner', indexes: ['createdAt', 'status', 'score'], schema: { type: 'object', properties: { title: { type: 'string', maxLength: 200 }, status: { type: 'string' }, score: { type: 'number' } } } },
@@ -34,12 +38,13 @@ export interface TestApp {
   config: Config;
   services: Services;
   lifecycle: Lifecycle;
+  queues: JobQueues | undefined;
   /** app.inject with a JSON body and an optional bearer token. */
   call(method: InjectOptions['method'], url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
-export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger } = {}): Promise<TestApp> {
+export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger; queues?: boolean } = {}): Promise<TestApp> {
   const database = await engine.create();
   const config = testConfig(opts.overrides, opts.collections ?? DEFAULT_COLLECTIONS);
   const clock = opts.clock ?? systemClock;
@@ -48,7 +53,11 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
   const services = await composeServices(config, database.db, metrics, clock, opts.logger);
   const lifecycle: Lifecycle = { draining: false };
   const ops = createOps({ db: database.db, metrics, lifecycle, roles: ['api'] });
-  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
+  // The job queues, on the same engine, when a suite asks for them (the others skip their set-up).
+  const queues = opts.queues
+    ? await openJobQueues(engine.name === 'pglite' ? { kind: 'pglite', session: (database.db as PgliteDb).session } : { kind: 'postgres', url: database.url!, poolSize: 4 }, queueSpecs(), metrics.registry)
+    : undefined;
+  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
   await app.ready();
   return {
     app,
@@ -56,6 +65,7 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
     config,
     services,
     lifecycle,
+    queues,
     call: (method, url, o = {}) =>
       app.inject({
         method,
@@ -68,6 +78,7 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
       services.keys.stop();
       await services.redis?.close();
       await services.passwords.close();
+      await queues?.close();
       await database.drop();
     },
   };
