@@ -6,7 +6,8 @@ import { users } from '../auth/store.js';
 import { isLeveeError } from '../lib/errors.js';
 import { LeveeStartupError } from '../lib/startup-error.js';
 import { createLogger } from '../observability/logger.js';
-import { migrateDatabase, openDatabase } from '../roles/compose.js';
+import { migrateDatabase, openDatabase, openQueues } from '../roles/compose.js';
+import { Registry } from 'prom-client';
 import { describeStorage, startLevee } from '../roles/start.js';
 
 const HELP = `Levee — a mobile-app backend
@@ -18,6 +19,9 @@ Commands:
   migrate                           Apply database migrations and declared indexes, then exit
   keys rotate                       Make a new access-token signing key (old tokens stay valid)
   admin grant|revoke <email>        Give or take the admin role of an account
+  jobs                              Job queues: depth, delayed, running, dead letters, oldest waiting job
+  jobs dead-letters <queue> [--limit n]   Jobs that used up their attempts, newest first
+  jobs redrive <queue> <job id>|--all     Put dead-lettered jobs back on their queue with fresh attempts
   help, --help                      Show this help
 
 Configuration comes from environment variables and ${'`'}levee.config.json${'`'} (LEVEE_CONFIG).
@@ -25,7 +29,7 @@ Main settings: ${Object.values(SETTINGS).slice(0, 6).map((s) => s.env).join(', '
 Every setting: docs/configuration.md`;
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { roles: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { roles: { type: 'string' }, help: { type: 'boolean', short: 'h' }, limit: { type: 'string' }, all: { type: 'boolean' } } });
   const command = positionals[0] ?? 'help';
   if (values.help || command === 'help') {
     console.log(HELP);
@@ -69,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     }
     return 0;
   }
+  if (command === 'jobs') return jobsCommand(config, logger, positionals.slice(1), values);
   if (command === 'start') {
     const roles: Role[] = config.roles;
     const running = await startLevee(config, roles, logger);
@@ -92,8 +97,59 @@ async function main(argv: string[]): Promise<number> {
   Data:     ${describeStorage(config)}${config.configFile ? `\n  Config:   ${config.configFile}` : ''}`);
     return -1; // keep running
   }
-  console.error(`levee: unknown command "${positionals.join(' ')}". Commands: start, migrate, keys rotate, admin grant|revoke <email>, help. Roles: ${ROLES.join(', ')}.`);
+  console.error(`levee: unknown command "${positionals.join(' ')}". Commands: start, migrate, keys rotate, admin grant|revoke <email>, jobs, help. Roles: ${ROLES.join(', ')}.`);
   return 2;
+}
+
+/** `levee jobs …`: the same queues the running processes use (with the embedded engine, stop the server first: it locks the data directory). */
+async function jobsCommand(config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>, args: string[], flags: { limit?: string | undefined; all?: boolean | undefined }): Promise<number> {
+  const db = await openDatabase(config, logger);
+  const queues = await openQueues(config, db, new Registry()).catch(async (e: unknown) => {
+    await db.close();
+    throw e;
+  });
+  try {
+    const [sub, queue, id] = args;
+    if (sub === undefined) {
+      console.log(`Job queues (${queues.engine}):`);
+      for (const name of queues.specs.keys()) {
+        const s = await queues.stats(name);
+        console.log(`  ${name}: ${s.waiting} waiting, ${s.delayed} delayed, ${s.active} running, ${s.deadLetters} dead letters; oldest waiting ${(s.oldestWaitingMs / 1000).toFixed(1)} s`);
+      }
+      return 0;
+    }
+    if (!queue || !queues.specs.has(queue)) {
+      console.error(`levee: name a queue: ${[...queues.specs.keys()].join(', ')}`);
+      return 2;
+    }
+    if (sub === 'dead-letters') {
+      const limit = Number(flags.limit ?? 50);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        console.error('levee: --limit must be a whole number from 1 to 1000');
+        return 2;
+      }
+      const dead = await queues.deadLetters(queue, 0, limit);
+      if (dead.length === 0) console.log(`No dead letters on ${queue}.`);
+      for (const d of dead) console.log(`${d.id}\t${d.name}\t${d.attempts} attempts\t${d.failedAt?.toISOString() ?? '-'}\t${d.reason}`);
+      return 0;
+    }
+    if (sub === 'redrive' && (id || flags.all)) {
+      const ids = flags.all ? (await queues.deadLetters(queue, 0, 10_000)).map((d) => d.id) : [id!];
+      let moved = 0;
+      for (const one of ids) if (await queues.redrive(queue, one)) moved++;
+      if (!flags.all && moved === 0) {
+        console.error(`levee: no dead-lettered job ${id} on ${queue}`);
+        return 1;
+      }
+      console.log(`Re-drove ${moved} job${moved === 1 ? '' : 's'} on ${queue}.`);
+      return 0;
+    }
+    console.error('levee: jobs [dead-letters <queue> [--limit n] | redrive <queue> <job id>|--all]');
+    return 2;
+  } finally {
+    await queues.close();
+    await db.close();
+  }
 }
 
 /** An error reported by the PostgreSQL server itself (pg's DatabaseError): a SQLSTATE and a severity. */

@@ -133,8 +133,8 @@ export function createBullmqQueues(engine: BullmqEngine, specs: QueueSpec[], reg
         concurrency: spec.concurrency,
         // The lock outlives an attempt's deadline; a worker that dies stops renewing it, and its
         // job goes back to the queue once it expires (BullMQ's stalled-job check).
-        lockDuration: Math.max(30_000, spec.deadlineMs + 5_000),
-        stalledInterval: 15_000,
+        lockDuration: spec.lockMs ?? Math.max(30_000, spec.deadlineMs + 5_000),
+        stalledInterval: Math.min(15_000, spec.lockMs ?? 15_000),
         maxStalledCount: 3,
         ...(engine.drainDelaySeconds ? { drainDelay: engine.drainDelaySeconds } : {}),
       } as never, engine.backend as never);

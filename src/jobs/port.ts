@@ -18,6 +18,11 @@ export interface QueueSpec {
   deadlineMs: number;
   /** Dead-lettered jobs kept for listing and re-driving (the oldest go first). */
   keepDeadLetters: number;
+  /**
+   * How long a running job stays claimed without its worker renewing the claim (default: the
+   * deadline + 5 s, at least 30 s). A worker that dies mid-job gives it back this long after.
+   */
+  lockMs?: number;
 }
 
 export interface EnqueueOptions {
