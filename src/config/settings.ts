@@ -132,6 +132,32 @@ export const SETTINGS = {
   accessTokenTtlSeconds: { env: 'LEVEE_ACCESS_TOKEN_TTL_SECONDS', default: 900, doc: 'Lifetime of access tokens (JWT). Revoking a session takes effect for its access tokens within this time.', parse: int(30, 86_400) },
   sessionTtlDays: { env: 'LEVEE_SESSION_TTL_DAYS', default: 90, doc: 'A device session (and its refresh tokens) ends after this many days without use.', parse: int(1, 3650) },
   jwtIssuer: { env: 'LEVEE_JWT_ISSUER', default: 'levee', doc: '`iss` of access tokens.', parse: str },
+  serverKey: {
+    env: 'LEVEE_SERVER_KEY',
+    default: undefined as string | undefined,
+    doc: 'Secret for backend-to-backend calls (sending pushes) in the `X-Server-Key` header. At least 32 characters; unset, only admins may send pushes.',
+    parse: (raw: unknown) => {
+      const v = String(raw);
+      if (v.length < 32) throw new Error('must be at least 32 characters');
+      return v;
+    },
+  },
+  pushTopics: {
+    env: 'LEVEE_PUSH_TOPICS',
+    default: [] as string[],
+    doc: 'Comma-separated push topics devices may subscribe to and pushes may target (e.g. `news,offers`). Names: letters, digits, `_`, `-`, `.`, up to 64.',
+    parse: (raw: unknown) =>
+      list(raw).map((t) => {
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(t)) throw new Error(`"${t}" is not a topic name (letters, digits, _ - ., up to 64)`);
+        return t;
+      }),
+  },
+  webPushAllowedHosts: {
+    env: 'LEVEE_WEBPUSH_ALLOWED_HOSTS',
+    default: ['fcm.googleapis.com', '*.push.services.mozilla.com', '*.notify.windows.com', 'web.push.apple.com'] as string[],
+    doc: 'Hosts a Web Push subscription endpoint may point at (`*.` matches subdomains). The push role POSTs to these endpoints, so anything else is refused at registration (no requests to internal hosts).',
+    parse: list,
+  },
   adminEmails: { env: 'LEVEE_ADMIN_EMAILS', default: [] as string[], doc: 'Comma-separated emails that get the `admin` role when they sign in with Apple or Google and the provider has verified the email. Password accounts are made admin with `levee admin grant <email>`.', parse: (raw: unknown) => list(raw).map((e) => e.toLowerCase()) },
   appleAudiences: { env: 'LEVEE_APPLE_AUDIENCES', default: [] as string[], doc: 'Sign in with Apple: accepted `aud` values (your bundle id / services id). Empty disables it.', parse: list },
   appleJwksUrl: { env: 'LEVEE_APPLE_JWKS_URL', default: 'https://appleid.apple.com/auth/keys', doc: "Sign in with Apple: Apple's JWKS.", parse: (raw: unknown) => url('https:', 'http:')(raw) ?? badValue('must not be empty') },

@@ -16,6 +16,10 @@ import type { Ops, OpsResponse } from '../roles/ops.js';
 import { authRoutes } from './api/auth.js';
 import { documentRoutes } from './api/documents.js';
 import { adminQueueRoutes } from './api/admin-queues.js';
+import { deviceRoutes } from './api/devices.js';
+import { pushRoutes } from './api/push.js';
+import type { DeviceService } from '../push/devices.js';
+import type { PushService } from '../push/service.js';
 import type { JobQueues } from '../jobs/port.js';
 import { checkBody } from './body-guard.js';
 import { authenticate } from './principal.js';
@@ -40,6 +44,10 @@ export interface AppDeps {
   bodyLimitBytes: number;
   /** Per-IP, per-user and per-route rate limits; undefined when LEVEE_PROTECTION is off. */
   rateLimits?: RateLimits | undefined;
+  devices: DeviceService;
+  /** Sending pushes (needs the job queues). */
+  push?: PushService | undefined;
+  serverKey?: string | undefined;
   /** The job queues: their admin routes are served when present. */
   queues?: JobQueues | undefined;
   /** Fastify's trustProxy (LEVEE_TRUST_PROXY): where the client IP comes from behind a proxy. */
@@ -105,7 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     openapi: {
       openapi: '3.1.0',
       info: { title: 'Levee API', version: '0.1.0', description: 'Accounts and documents for mobile apps. Errors are RFC 9457 problem+json with a stable `code`.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' }, serverKey: { type: 'apiKey', in: 'header', name: 'X-Server-Key' } } },
     },
     refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -135,6 +143,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
       await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
       if (deps.queues) await v1.register(adminQueueRoutes(deps.queues), { prefix: '/admin/queues' });
+      await v1.register(deviceRoutes(deps.devices), { prefix: '/devices' });
+      if (deps.push) await v1.register(pushRoutes(deps.push, deps.serverKey), { prefix: '/push' });
     },
     { prefix: '/v1' },
   );

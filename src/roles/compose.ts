@@ -7,6 +7,7 @@ import { createAuthService } from '../auth/service.js';
 import type { Config } from '../config/load.js';
 import { indexDdl } from '../data/fields.js';
 import { createDocumentService } from '../data/service.js';
+import { createDeviceService } from '../push/devices.js';
 import { createPgliteDb, type PgliteDb } from '../db/adapters/pglite.js';
 import { openJobQueues, type QueueEngineChoice } from '../jobs/engines.js';
 import type { JobQueues } from '../jobs/port.js';
@@ -107,7 +108,8 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
     google: createIdTokenVerifier('google', { jwksUrl: config.googleJwksUrl, issuers: config.googleIssuers, audiences: config.googleAudiences }, jwksFetch('google')),
   });
   const docs = createDocumentService({ db, clock, collections: config.collections });
-  return { db, keys, tokens, auth, docs, passwords, rateLimits: limits.rateLimits, redis: limits.redis };
+  const devices = createDeviceService({ db, clock, rules: { topics: config.pushTopics, webPushAllowedHosts: config.webPushAllowedHosts } });
+  return { db, keys, tokens, auth, docs, devices, serverKey: config.serverKey, passwords, rateLimits: limits.rateLimits, redis: limits.redis };
 }
 
 export type Services = Awaited<ReturnType<typeof composeServices>>;

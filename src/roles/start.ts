@@ -7,6 +7,7 @@ import type { Role } from '../config/settings.js';
 import { buildApp } from '../http/app.js';
 import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
+import { createPushService } from '../push/service.js';
 import { composeProtection, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
@@ -57,12 +58,12 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     metrics.watchQueues(queues);
 
     const http = roles.includes('api')
-      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, queues, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
+      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
     if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues })).stop);
-    if (roles.includes('push')) stoppers.push(startPush({ logger }).stop);
+    if (roles.includes('push')) stoppers.push(startPush({ db: services.db, clock, logger, queues, registry: metrics.registry, providers: {} }).stop);
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop') =>

@@ -15,6 +15,7 @@ import type { PgliteDb } from '../../src/db/adapters/pglite.js';
 import { openJobQueues } from '../../src/jobs/engines.js';
 import type { JobQueues } from '../../src/jobs/port.js';
 import { queueSpecs } from '../../src/jobs/queues.js';
+import { createPushService } from '../../src/push/service.js';
 
 export const DEFAULT_COLLECTIONS = {
   posts: { read: 'public', write: 'owner', indexes: ['createdAt', 'status', 'score'], schema: { type: 'object', properties: { title: { type: 'string', maxLength: 200 }, status: { type: 'string' }, score: { type: 'number' } } } },
@@ -57,7 +58,8 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
   const queues = opts.queues
     ? await openJobQueues(engine.name === 'pglite' ? { kind: 'pglite', session: (database.db as PgliteDb).session } : { kind: 'postgres', url: database.url!, poolSize: 4 }, queueSpecs(), metrics.registry)
     : undefined;
-  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
+  const push = queues ? createPushService({ db: services.db, clock, queues, topics: config.pushTopics }) : undefined;
+  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, push, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
   await app.ready();
   return {
     app,

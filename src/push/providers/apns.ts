@@ -1,0 +1,405 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import http2 from 'node:http2';
+import { SignJWT } from 'jose';
+import type { PushMessage, PushProvider, PushTarget, SendResult } from './port.js';
+
+// APNs provider API with token auth: an ES256 JWT from the team's .p8 key rides on every request,
+// over a few long-lived HTTP/2 connections that each carry many concurrent streams. Apple wants the
+// JWT reused (refreshing it more than once every 20 minutes earns TooManyProviderTokenUpdates) but
+// younger than an hour, and it raises a connection's stream limit only after the first request with
+// a valid token, which is why the pool reads the server's SETTINGS instead of assuming a number.
+
+export interface ApnsOptions {
+  teamId: string;
+  keyId: string;
+  /** The .p8 signing key: a PEM PKCS#8 EC P-256 private key. */
+  privateKey: string;
+  /** The app's bundle id, sent as apns-topic. */
+  bundleId: string;
+  /** Default https://api.push.apple.com (the sandbox is https://api.sandbox.push.apple.com). */
+  baseUrl?: string;
+  /** HTTP/2 connections to keep (default 2). */
+  connections?: number;
+  /** Sends waiting for a free stream on every connection; beyond it a send answers `retry` at once (default 1000). */
+  maxPending?: number;
+  /** Per send, queueing included (default 10 s). */
+  requestTimeoutMs?: number;
+  /** Extra trusted CA certificates (PEM), added to the system ones; for local mocks. */
+  ca?: string | string[];
+  /** Milliseconds since the epoch; a test seam for the token's age. */
+  now?: () => number;
+}
+
+const MAX_PAYLOAD = 4096;
+const MAX_COLLAPSE_ID = 64;
+const TOKEN_MAX_AGE_MS = 50 * 60_000;
+
+export function createApnsProvider(opts: ApnsOptions): PushProvider {
+  const now = opts.now ?? Date.now;
+  const timeoutMs = opts.requestTimeoutMs ?? 10_000;
+  // Parsed now so a wrong key fails at start-up rather than on the first notification.
+  const key = createPrivateKey(opts.privateKey);
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new Error('APNs signing key must be an EC P-256 (.p8) private key');
+  }
+  const tokens = createProviderTokens(key, opts, now);
+  const pool = createHttp2Pool({
+    origin: opts.baseUrl ?? 'https://api.push.apple.com',
+    connections: opts.connections ?? 2,
+    maxPending: opts.maxPending ?? 1000,
+    connectTimeoutMs: timeoutMs,
+    ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+  });
+
+  return {
+    platform: 'apns',
+    async send(target, message, signal) {
+      if (target.platform !== 'apns') return { outcome: 'rejected', reason: `not an APNs target: ${target.platform}` };
+      // Checked here because the token becomes part of the request path.
+      if (!/^[0-9a-fA-F]{16,400}$/.test(target.token)) return { outcome: 'invalid_token', reason: 'BadDeviceToken (not a hex device token)' };
+      const built = buildRequest(target, message, opts.bundleId, now());
+      if ('outcome' in built) return built;
+      for (let renewed = false; ; renewed = true) {
+        let jwt: string;
+        try {
+          jwt = await tokens.current();
+        } catch (e) {
+          return { outcome: 'rejected', reason: `cannot sign the provider token: ${errorText(e)}` };
+        }
+        let res: H2Response;
+        try {
+          res = await pool.request({ ...built.headers, authorization: `bearer ${jwt}` }, built.body, { timeoutMs, ...(signal ? { signal } : {}) });
+        } catch (e) {
+          return { outcome: 'retry', reason: errorText(e) };
+        }
+        const result = mapApnsResponse(res);
+        if (result !== 'expired') return result;
+        if (renewed) return { outcome: 'retry', reason: 'ExpiredProviderToken after renewing the token' };
+        tokens.renew(jwt);
+      }
+    },
+    close: () => pool.close(),
+  };
+}
+
+/** The JWT, signed at most once at a time; renewed on age or when APNs calls the one in use expired. */
+function createProviderTokens(key: KeyObject, opts: ApnsOptions, now: () => number) {
+  let token: { jwt: string; issuedAt: number } | undefined;
+  let signing: Promise<string> | undefined;
+  return {
+    current(): Promise<string> {
+      if (token && now() - token.issuedAt < TOKEN_MAX_AGE_MS) return Promise.resolve(token.jwt);
+      signing ??= (async () => {
+        try {
+          const issuedAt = now();
+          const jwt = await new SignJWT({})
+            .setProtectedHeader({ alg: 'ES256', kid: opts.keyId })
+            .setIssuer(opts.teamId)
+            .setIssuedAt(Math.floor(issuedAt / 1000))
+            .sign(key);
+          token = { jwt, issuedAt };
+          return jwt;
+        } finally {
+          signing = undefined;
+        }
+      })();
+      return signing;
+    },
+    /** Only the token that was refused is dropped, so a burst of 403s renews it once, not once per send. */
+    renew(refused: string) {
+      if (token?.jwt === refused) token = undefined;
+    },
+  };
+}
+
+function buildRequest(target: { token: string }, m: PushMessage, bundleId: string, nowMs: number): { headers: http2.OutgoingHttpHeaders; body: string } | SendResult {
+  // Anything the user sees or hears is an alert push; only a pure data push may be a background one,
+  // which Apple requires to go at priority 5.
+  const visible = m.title !== undefined || m.body !== undefined || m.sound !== undefined || m.badge !== undefined;
+  const aps: Record<string, unknown> = {};
+  if (m.title !== undefined || m.body !== undefined) aps.alert = { title: m.title, body: m.body };
+  if (m.badge !== undefined) aps.badge = m.badge;
+  if (m.sound !== undefined) aps.sound = m.sound;
+  if (!visible) aps['content-available'] = 1;
+  const body = JSON.stringify({ ...m.data, aps });
+  if (Buffer.byteLength(body) > MAX_PAYLOAD) return { outcome: 'rejected', reason: `PayloadTooLarge (over ${MAX_PAYLOAD} bytes)` };
+  if (m.collapseId !== undefined && Buffer.byteLength(m.collapseId) > MAX_COLLAPSE_ID) {
+    return { outcome: 'rejected', reason: `BadCollapseId (over ${MAX_COLLAPSE_ID} bytes)` };
+  }
+  // A past expiry becomes 0: APNs then tries once and stores nothing, the same as TTL 0 elsewhere.
+  const expiration = m.expiresAt ? Math.max(0, Math.floor(m.expiresAt.getTime() / 1000)) : 0;
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'POST',
+    ':path': `/3/device/${target.token}`,
+    'apns-topic': bundleId,
+    'apns-push-type': visible ? 'alert' : 'background',
+    'apns-priority': visible && m.priority === 'high' ? '10' : '5',
+    'apns-expiration': String(m.expiresAt && m.expiresAt.getTime() <= nowMs ? 0 : expiration),
+    'content-type': 'application/json',
+  };
+  if (m.collapseId !== undefined) headers['apns-collapse-id'] = m.collapseId;
+  return { headers, body };
+}
+
+/** `expired` means: renew the provider token and send again. */
+function mapApnsResponse(res: H2Response): SendResult | 'expired' {
+  if (res.status === 200) {
+    const id = res.headers['apns-id'];
+    return typeof id === 'string' ? { outcome: 'sent', id } : { outcome: 'sent' };
+  }
+  let reason = `HTTP ${res.status}`;
+  try {
+    const parsed = JSON.parse(res.body) as { reason?: unknown };
+    if (typeof parsed.reason === 'string') reason = parsed.reason;
+  } catch {
+    // no JSON body: keep the status
+  }
+  if (res.status === 410 || reason === 'Unregistered' || reason === 'BadDeviceToken' || reason === 'DeviceTokenNotForTopic') {
+    return { outcome: 'invalid_token', reason };
+  }
+  if (res.status === 429 || res.status >= 500) return retryResult(reason, res.headers);
+  if (res.status === 403 && reason === 'ExpiredProviderToken') return 'expired';
+  return { outcome: 'rejected', reason };
+}
+
+export function retryResult(reason: string, headers: http2.IncomingHttpHeaders): SendResult {
+  const ms = retryAfterMs(headers['retry-after']);
+  return ms === undefined ? { outcome: 'retry', reason } : { outcome: 'retry', reason, retryAfterMs: ms };
+}
+
+/** Retry-After as seconds or an HTTP date. */
+export function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v.trim() === '') return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+export const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+// ---------------------------------------------------------------------------------------------
+// A small HTTP/2 client pool, shared with the FCM provider. Each connection is used only after the
+// server's first SETTINGS frame (Node reports a default of 100 streams before it, and a stream beyond
+// the real limit is refused), sends go to the least-loaded connection with room, and the rest wait in
+// a bounded queue. A connection that errors, closes or receives GOAWAY is dropped and replaced on
+// demand; streams it refused before processing them are sent again once elsewhere.
+
+export interface H2Response {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface Http2PoolOptions {
+  origin: string;
+  connections: number;
+  maxPending: number;
+  connectTimeoutMs: number;
+  ca?: string | string[];
+  /** Response bodies beyond this are cut off as an error (default 64 KiB). */
+  maxResponseBytes?: number;
+}
+
+export interface Http2Pool {
+  request(headers: http2.OutgoingHttpHeaders, body: string, o: { timeoutMs: number; signal?: AbortSignal }): Promise<H2Response>;
+  stats(): { connections: number; activeStreams: number; pending: number };
+  close(): Promise<void>;
+}
+
+interface Conn {
+  session: http2.ClientHttp2Session;
+  ready: boolean;
+  active: number;
+}
+interface Waiter {
+  resolve(c: Conn): void;
+  reject(e: Error): void;
+}
+
+export function createHttp2Pool(opts: Http2PoolOptions): Http2Pool {
+  const slots: (Conn | undefined)[] = Array.from({ length: Math.max(1, opts.connections) }, () => undefined);
+  const live = new Set<Conn>(); // includes connections already dropped from a slot but still draining
+  const waiters = new Set<Waiter>();
+  const retryAt = slots.map(() => 0); // after a failed connect, a slot waits a moment before the next try
+  const maxBody = opts.maxResponseBytes ?? 65_536;
+  let closed = false;
+
+  const room = (c: Conn) => c.ready && !c.session.closed && c.active < (c.session.remoteSettings.maxConcurrentStreams ?? 100);
+
+  const pick = (): Conn | undefined => {
+    let best: Conn | undefined;
+    for (const c of slots) if (c && room(c) && (!best || c.active < best.active)) best = c;
+    // Open the next connection only once there is concurrency to spread over it.
+    if (!best || best.active > 0) {
+      // The back-off only slows growing the pool; with no working connection, sends need one now.
+      const now = Date.now();
+      const growing = slots.some((c) => c?.ready);
+      const empty = slots.findIndex((c, i) => c === undefined && (!growing || retryAt[i]! <= now));
+      if (empty >= 0) connect(empty);
+    }
+    return best;
+  };
+
+  const drain = () => {
+    for (const w of waiters) {
+      const c = pick();
+      if (!c) return;
+      c.active++;
+      waiters.delete(w);
+      w.resolve(c);
+    }
+  };
+
+  const failWaiters = (e: Error) => {
+    for (const w of waiters) w.reject(e);
+    waiters.clear();
+  };
+
+  function connect(slot: number) {
+    const session = http2.connect(opts.origin, { ...(opts.ca !== undefined ? { ca: opts.ca } : {}), maxOutstandingPings: 2 });
+    const conn: Conn = { session, ready: false, active: 0 };
+    slots[slot] = conn;
+    live.add(conn);
+    let lastError: Error | undefined;
+    const timer = setTimeout(() => session.destroy(new Error(`no HTTP/2 SETTINGS from ${opts.origin} within ${opts.connectTimeoutMs} ms`)), opts.connectTimeoutMs);
+    const drop = () => {
+      if (slots[slot] === conn) slots[slot] = undefined;
+    };
+    session.on('error', (e) => {
+      lastError = e;
+    });
+    session.on('remoteSettings', () => {
+      clearTimeout(timer);
+      conn.ready = true;
+      drain(); // the first SETTINGS, or a raised stream limit
+    });
+    session.on('goaway', drop);
+    session.on('close', () => {
+      clearTimeout(timer);
+      drop();
+      live.delete(conn);
+      if (closed) return;
+      if (conn.ready) return drain(); // a working connection went away: replace it if sends wait
+      retryAt[slot] = Date.now() + 1_000;
+      // The connect failed. With no working connection left, answer the waiters now (TLS refused,
+      // nothing listening) rather than at their timeout.
+      if (!slots.some((c) => c?.ready)) failWaiters(lastError ?? new Error(`HTTP/2 connection to ${opts.origin} closed`));
+    });
+  }
+
+  const acquire = (): Conn | Waiter => {
+    if (closed) throw new Error('push provider closed');
+    const c = pick();
+    if (c) {
+      c.active++;
+      return c;
+    }
+    if (waiters.size >= opts.maxPending) throw new Error(`${opts.maxPending} sends already waiting for an HTTP/2 stream`);
+    return { resolve: () => {}, reject: () => {} };
+  };
+
+  const release = (c: Conn) => {
+    c.active--;
+    drain();
+  };
+
+  function once(headers: http2.OutgoingHttpHeaders, body: string, o: { timeoutMs: number; signal?: AbortSignal }, deadline: number): Promise<H2Response> {
+    return new Promise((resolve, reject) => {
+      let conn: Conn | undefined;
+      let waiter: Waiter | undefined;
+      let stream: http2.ClientHttp2Stream | undefined;
+      let settled = false;
+      const finish = (e: Error | undefined, res?: H2Response) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        o.signal?.removeEventListener('abort', onAbort);
+        if (waiter) waiters.delete(waiter);
+        if (e && stream && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (conn) release(conn);
+        if (e) reject(e);
+        else resolve(res!);
+      };
+      const onAbort = () => finish(new Error('send aborted'));
+      const timer = setTimeout(() => finish(new Error(`no answer within ${o.timeoutMs} ms`)), Math.max(0, deadline - Date.now()));
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      if (o.signal?.aborted) return onAbort();
+
+      const start = (c: Conn) => {
+        conn = c;
+        waiter = undefined;
+        if (settled) return release(c);
+        try {
+          stream = c.session.request(headers, { endStream: false });
+        } catch (e) {
+          return finish(e as Error);
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        let status = 0;
+        let resHeaders: http2.IncomingHttpHeaders = {};
+        stream.on('error', (e) => finish(e)); // stays attached: a late error after finish is harmless
+        stream.on('response', (h) => {
+          status = Number(h[':status']);
+          resHeaders = h;
+        });
+        stream.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBody) finish(new Error(`response body over ${maxBody} bytes`));
+          else chunks.push(chunk);
+        });
+        stream.on('end', () => finish(undefined, { status, headers: resHeaders, body: Buffer.concat(chunks).toString('utf8') }));
+        stream.on('close', () => finish(new Error(`stream closed without an answer (code ${stream?.rstCode ?? '?'})`)));
+        stream.end(body);
+      };
+
+      try {
+        const got = acquire();
+        if ('session' in got) return start(got);
+        waiter = got;
+        got.resolve = start;
+        got.reject = (e) => finish(e);
+        waiters.add(got);
+      } catch (e) {
+        finish(e as Error);
+      }
+    });
+  }
+
+  return {
+    async request(headers, body, o) {
+      const deadline = Date.now() + o.timeoutMs;
+      try {
+        return await once(headers, body, o, deadline);
+      } catch (e) {
+        // REFUSED_STREAM guarantees the server did not process it (a lowered stream limit, a GOAWAY).
+        if ((e as { code?: string }).code === 'ERR_HTTP2_STREAM_ERROR' && /REFUSED_STREAM/.test(errorText(e))) return once(headers, body, o, deadline);
+        throw e;
+      }
+    },
+    stats: () => ({
+      connections: slots.filter((c) => c !== undefined).length,
+      activeStreams: [...live].reduce((n, c) => n + c.active, 0),
+      pending: waiters.size,
+    }),
+    async close() {
+      closed = true;
+      failWaiters(new Error('push provider closed'));
+      await Promise.all(
+        [...live].map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.session.destroyed) return resolve();
+              // Streams in flight get a moment to finish; a hung one must not hold up shutdown.
+              const force = setTimeout(() => c.session.destroy(), 2_000);
+              c.session.close(() => {
+                clearTimeout(force);
+                resolve();
+              });
+            }),
+        ),
+      );
+    },
+  };
+}
