@@ -86,7 +86,7 @@ export const pushStore = {
          ON CONFLICT DO NOTHING RETURNING device_id
        ),
        moved AS (
-         UPDATE pushes SET fanout_cursor = (SELECT max(id) FROM batch), targeted = targeted + (SELECT count(*) FROM ins)::int,
+         UPDATE pushes SET fanout_cursor = (SELECT id FROM batch ORDER BY id DESC LIMIT 1), targeted = targeted + (SELECT count(*) FROM ins)::int,
            state = 'fanning_out', updated_at = $${3 + f.params.length}
          WHERE id = $1 AND EXISTS (SELECT 1 FROM batch) RETURNING fanout_cursor
        )

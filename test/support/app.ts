@@ -7,7 +7,7 @@ import { SETTINGS, type Settings } from '../../src/config/settings.js';
 import { buildApp } from '../../src/http/app.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { createMetrics } from '../../src/observability/metrics.js';
+import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
 import { composeProtection, composeServices, migrateDatabase, type Services } from '../../src/roles/compose.js';
 import { createOps, type Lifecycle } from '../../src/roles/ops.js';
 import type { Engine, TestDatabase } from './engines.js';
@@ -40,6 +40,7 @@ export interface TestApp {
   services: Services;
   lifecycle: Lifecycle;
   queues: JobQueues | undefined;
+  metrics: Metrics;
   /** app.inject with a JSON body and an optional bearer token. */
   call(method: InjectOptions['method'], url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
@@ -68,6 +69,7 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
     services,
     lifecycle,
     queues,
+    metrics,
     call: (method, url, o = {}) =>
       app.inject({
         method,

@@ -1,7 +1,7 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import http2 from 'node:http2';
 import { SignJWT } from 'jose';
-import type { PushMessage, PushProvider, PushTarget, SendResult } from './port.js';
+import type { PushMessage, PushProvider, SendResult } from './port.js';
 
 // APNs provider API with token auth: an ES256 JWT from the team's .p8 key rides on every request,
 // over a few long-lived HTTP/2 connections that each carry many concurrent streams. Apple wants the
@@ -180,10 +180,11 @@ export const errorText = (e: unknown): string => (e instanceof Error ? e.message
 
 // ---------------------------------------------------------------------------------------------
 // A small HTTP/2 client pool, shared with the FCM provider. Each connection is used only after the
-// server's first SETTINGS frame (Node reports a default of 100 streams before it, and a stream beyond
-// the real limit is refused), sends go to the least-loaded connection with room, and the rest wait in
-// a bounded queue. A connection that errors, closes or receives GOAWAY is dropped and replaced on
-// demand; streams it refused before processing them are sent again once elsewhere.
+// server's first SETTINGS frame (before it Node assumes 100 streams, and the server refuses those
+// beyond its real limit); sends go to the least-loaded connection with room, and the rest wait in a
+// bounded queue here — Node would otherwise queue them inside the session without any bound. A
+// connection that errors, closes or receives GOAWAY is dropped and replaced on demand; a stream the
+// server refused (so never processed) is sent again once.
 
 export interface H2Response {
   status: number;

@@ -56,7 +56,7 @@ export class MockApns {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly verified = new Map<string, Promise<Verdict>>();
   private readonly expiredJwts = new Set<string>();
-  private expireNext = false;
+  private expireNext = 0;
   private readonly publicKey: KeyObject;
 
   constructor(private readonly opts: MockApnsOptions) {
@@ -78,9 +78,14 @@ export class MockApns {
     return this;
   }
 
-  /** The next authenticated request is answered 403 ExpiredProviderToken, and its JWT stays expired. */
-  expireCurrentToken(): void {
-    this.expireNext = true;
+  /** The next `n` authenticated requests are answered 403 ExpiredProviderToken, and their JWTs stay expired. */
+  expireTokens(n = 1): void {
+    this.expireNext = n;
+  }
+
+  /** Cuts every open connection, as a load balancer or a crashed APNs host would. */
+  dropConnections(): void {
+    for (const s of this.sessions) s.destroy();
   }
 
   /** Applies to open connections (a SETTINGS frame) and to new ones. */
@@ -122,8 +127,8 @@ export class MockApns {
     const jwt = auth.slice(7);
     const verdict = await this.verify(jwt);
     if (verdict === 'InvalidProviderToken') return answer(stream, 403, 'InvalidProviderToken');
-    if (this.expireNext) {
-      this.expireNext = false;
+    if (this.expireNext > 0 && !this.expiredJwts.has(jwt)) {
+      this.expireNext--;
       this.expiredJwts.add(jwt);
     }
     if (this.expiredJwts.has(jwt) || (typeof verdict === 'object' && verdict.iat * 1000 < Date.now() - 3_600_000)) {
