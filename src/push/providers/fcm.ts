@@ -1,7 +1,7 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import https from 'node:https';
 import { SignJWT } from 'jose';
-import { createHttp2Pool, errorText, retryResult, type H2Response } from './apns.js';
+import { createHttp2Pool, errorText, retryResult, type H2Response } from './h2-pool.js';
 import type { PushMessage, PushProvider, SendResult } from './port.js';
 
 // FCM HTTP v1: messages:send over one reused HTTP/2 connection, authorised by an OAuth2 access token

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import webpush from 'web-push';
-import { errorText, retryAfterMs } from './apns.js';
+import { errorText, retryAfterMs } from './h2-pool.js';
 import type { PushMessage, PushProvider, SendResult, WebPushSubscription } from './port.js';
 
 // Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm encryption (RFC 8291). web-push does the
