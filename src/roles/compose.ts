@@ -109,7 +109,7 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
   });
   const docs = createDocumentService({ db, clock, collections: config.collections });
   const devices = createDeviceService({ db, clock, rules: { topics: config.pushTopics, webPushAllowedHosts: config.webPushAllowedHosts } });
-  return { db, keys, tokens, auth, docs, devices, serverKey: config.serverKey, passwords, rateLimits: limits.rateLimits, redis: limits.redis };
+  return { db, keys, tokens, auth, docs, devices, serverKey: config.serverKey, passwords, dependency, rateLimits: limits.rateLimits, redis: limits.redis };
 }
 
 export type Services = Awaited<ReturnType<typeof composeServices>>;

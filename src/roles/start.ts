@@ -8,6 +8,7 @@ import { buildApp } from '../http/app.js';
 import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
 import { createPushService } from '../push/service.js';
+import { composeProviders } from '../push/compose.js';
 import { composeProtection, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
@@ -56,6 +57,8 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     const queues = await openQueues(config, db, metrics.registry);
     undo.push(() => queues.close());
     metrics.watchQueues(queues);
+    // Provider credentials are read and checked before the process starts serving.
+    const providers = roles.includes('push') ? composeProviders(config, services.dependency) : {};
 
     const http = roles.includes('api')
       ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
@@ -63,7 +66,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
     if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues })).stop);
-    if (roles.includes('push')) stoppers.push(startPush({ db: services.db, clock, logger, queues, registry: metrics.registry, providers: {} }).stop);
+    if (roles.includes('push')) stoppers.push(startPush({ db: services.db, clock, logger, queues, registry: metrics.registry, providers }).stop);
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop') =>
