@@ -116,7 +116,32 @@ export interface ClaimedDelivery {
   attempts: number;
 }
 
+/** A delivery claimed this long ago and never recorded was being sent when its worker stopped. */
+export const STUCK_SENDING_MS = 10 * 60_000;
+
 export const deliveryStore = {
+  /**
+   * Deliveries whose worker stopped between claiming and recording them: whether the provider got
+   * them is unknown, and sending again could deliver twice, so they are failed (at most once) and
+   * counted, and their push can finish.
+   */
+  async settleStuck(db: Queryable, now: Date): Promise<number> {
+    const { rows } = await db.query<{ push_id: string; n: number }>(
+      `WITH stuck AS (
+         UPDATE push_deliveries SET state = 'failed', reason = 'outcome unknown: the push worker stopped while sending', updated_at = $1
+         WHERE state = 'sending' AND updated_at < $2 RETURNING push_id
+       ) SELECT push_id, count(*)::int AS n FROM stuck GROUP BY push_id`,
+      [now, new Date(now.getTime() - STUCK_SENDING_MS)],
+    );
+    for (const r of rows) {
+      await db.query(
+        `UPDATE pushes SET failed = failed + $2, updated_at = $3, state = CASE WHEN state = 'sending' AND sent + failed + $2 + pruned >= targeted THEN 'done' ELSE state END WHERE id = $1`,
+        [r.push_id, r.n, now],
+      );
+    }
+    return rows.reduce((n, r) => n + r.n, 0);
+  },
+
   /**
    * Claims the deliveries of `deviceIds` still to send (pending, or waiting for a retry): they become
    * `sending` before any provider is called, so no other run can send them again. Deliveries whose

@@ -3,16 +3,22 @@ import type { Db } from '../db/port.js';
 import { purgeEndedSessions } from '../auth/store.js';
 import { purgeExpiredIdempotencyKeys } from '../data/idempotency.js';
 import type { JobQueues } from '../jobs/port.js';
+import { deliveryStore } from '../push/store.js';
 import { QUEUES } from '../jobs/queues.js';
 import type { Clock } from '../lib/clock.js';
 
 // The worker role: background work off the request path. It consumes the maintenance queue; its
-// recurring housekeeping job (expired idempotency records, ended sessions, old used refresh tokens)
+// recurring housekeeping job (expired idempotency records, ended sessions, old used refresh tokens,
+// push deliveries left mid-send by a stopped push worker)
 // is scheduled by every worker process alike — the schedule is one per queue, so however many
 // workers run, each run happens once.
 
 export async function housekeeping(db: Db, now: Date) {
-  return { idempotencyKeys: await purgeExpiredIdempotencyKeys(db, now), sessionsAndTokens: await purgeEndedSessions(db, now) };
+  return {
+    idempotencyKeys: await purgeExpiredIdempotencyKeys(db, now),
+    sessionsAndTokens: await purgeEndedSessions(db, now),
+    stuckPushDeliveries: await deliveryStore.settleStuck(db, now),
+  };
 }
 
 export const HOUSEKEEPING_EVERY_MS = 10 * 60_000;
@@ -24,7 +30,7 @@ export async function startWorker(deps: { db: Db; clock: Clock; logger: Logger; 
   const consumer = deps.queues.consume(maintenance, {
     housekeeping: async () => {
       const purged = await housekeeping(deps.db, deps.clock.now());
-      if (purged.idempotencyKeys + purged.sessionsAndTokens > 0) log.info(purged, 'housekeeping purged expired records');
+      if (Object.values(purged).some((n) => n > 0)) log.info(purged, 'housekeeping purged expired records');
       return purged;
     },
   });

@@ -120,6 +120,29 @@ for (const engine of await engines()) {
       assert.deepEqual([(await progress(id)).sent, (await progress(id)).targeted], [3, 3]);
     });
 
+    it('deliveries left mid-send by a stopped worker are failed by housekeeping (never sent twice), and their push finishes', async () => {
+      const a = await signUp(t);
+      await device(a.accessToken, 'apns');
+      await device(a.accessToken, 'apns');
+      const { pushStore, deliveryStore } = await import('../../src/push/store.js');
+      const { housekeeping } = await import('../../src/roles/worker.js');
+      const { newId } = await import('../../src/lib/ids.js');
+      // A push fanned out by hand, and its deliveries claimed by a worker that then died.
+      const id = newId();
+      const now = new Date();
+      await pushStore.insert(t.services.db, { id, createdBy: 'test', audience: { userIds: [a.user.id] }, message: { body: 'lost', priority: 'high' }, sendAt: now, expiresAt: null, now });
+      await pushStore.extendAudience(t.services.db, { id, audience: { userIds: [a.user.id] } }, 100, now);
+      await pushStore.extendAudience(t.services.db, { id, audience: { userIds: [a.user.id] } }, 100, now);
+      await pushStore.fanoutDone(t.services.db, id, now);
+      const ids = (await t.database.db.query<{ device_id: string }>('SELECT device_id FROM push_deliveries WHERE push_id = $1', [id])).rows.map((r) => r.device_id);
+      assert.equal((await deliveryStore.claim(t.services.db, id, ids, now)).claimed.length, 2);
+      assert.equal((await housekeeping(t.database.db, new Date(now.getTime() + 60_000))).stuckPushDeliveries, 0, 'not yet: it may still be sending');
+      const settled = await housekeeping(t.database.db, new Date(now.getTime() + 11 * 60_000));
+      assert.equal(settled.stuckPushDeliveries, 2);
+      const p = await progress(id);
+      assert.deepEqual([p.state, p.targeted, p.failed, p.pending], ['done', 2, 2, 0]);
+    });
+
     it('fans a large audience out in batches: topics and everyone', async () => {
       const users = await Promise.all(Array.from({ length: 4 }, () => signUp(t)));
       const news: string[] = [];
