@@ -169,6 +169,7 @@ export const SETTINGS = {
   vapidPrivateKey: { env: 'LEVEE_VAPID_PRIVATE_KEY', default: undefined as string | undefined, doc: 'Web Push: the VAPID private key (base64url).', parse: str },
   vapidSubject: { env: 'LEVEE_VAPID_SUBJECT', default: undefined as string | undefined, doc: 'Web Push: a `mailto:` or `https:` contact for push services.', parse: str },
   pushCaFile: { env: 'LEVEE_PUSH_CA_FILE', default: undefined as string | undefined, doc: 'An extra CA certificate (PEM) to trust for push providers — e.g. a local mock provider or a corporate proxy.', parse: str },
+  pushDbPoolSize: { env: 'LEVEE_PUSH_DB_POOL_SIZE', default: 4, doc: 'PostgreSQL: connections of the push role, apart from the API\'s pool, so a campaign never takes a connection a request needs.', parse: int(1, 1000) },
   pushProviderConcurrency: { env: 'LEVEE_PUSH_PROVIDER_CONCURRENCY', default: 500, doc: 'Push role: notifications in flight per provider (its bulkhead); more wait in the send queue.', parse: int(1, 100_000) },
   pushProviderRatePerSecond: { env: 'LEVEE_PUSH_PROVIDER_RATE_PER_SECOND', default: 20_000, doc: 'Push role: most notifications per second per provider and process.', parse: int(1, 1_000_000) },
   adminEmails: { env: 'LEVEE_ADMIN_EMAILS', default: [] as string[], doc: 'Comma-separated emails that get the `admin` role when they sign in with Apple or Google and the provider has verified the email. Password accounts are made admin with `levee admin grant <email>`.', parse: (raw: unknown) => list(raw).map((e) => e.toLowerCase()) },

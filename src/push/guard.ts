@@ -51,6 +51,7 @@ export function guardProvider(provider: PushProvider, opts: { dependency: Depend
   return {
     platform: provider.platform,
     close: () => provider.close(),
+    unavailableFor: () => (opts.dependency.state() === 'open' ? opts.openRetryMs : undefined),
     async send(target: PushTarget, message: PushMessage, signal?: AbortSignal): Promise<SendResult> {
       try {
         await gate.take(signal);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../db/port.js';
 import type { JobHandler, JobQueues } from '../jobs/port.js';
@@ -45,10 +46,18 @@ export function sendHandler(o: SenderOptions): JobHandler {
     const push = await pushOf(batch.pushId);
     if (!push) return { skipped: 'push deleted' };
     const now = o.clock.now();
-    const { claimed } = await deliveryStore.claim(o.db, push.id, batch.deviceIds, now);
-    if (claimed.length === 0) return { claimed: 0 };
     const provider = o.providers[batch.platform];
     const expired = push.expires_at !== null && push.expires_at <= now;
+    // The provider's circuit is open: the whole batch waits, without touching the database (a
+    // provider outage must not become a storm of claims and retries next to the API).
+    const wait = !expired ? provider?.unavailableFor?.() : undefined;
+    if (wait !== undefined) {
+      // A fresh job id each time: the deliveries' claim, not the id, keeps this from sending twice.
+      await o.queues.enqueue(QUEUES.pushSend.name, 'send', batch, { jobId: `${push.id}.${batch.platform}.${batch.deviceIds[0]}.w${randomUUID()}`, delayMs: wait });
+      return { waiting: batch.deviceIds.length };
+    }
+    const { claimed } = await deliveryStore.claim(o.db, push.id, batch.deviceIds, now);
+    if (claimed.length === 0) return { claimed: 0 };
     if (!provider || expired) {
       const reason = expired ? 'expired before it could be sent' : `no ${batch.platform} provider is configured`;
       await deliveryStore.record(o.db, push.id, { sent: [], failed: claimed.map((d) => ({ id: d.device_id, reason })), pruned: [], retry: [] }, now);

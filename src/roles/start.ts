@@ -66,7 +66,16 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
     if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues })).stop);
-    if (roles.includes('push')) stoppers.push(startPush({ db: services.db, clock, logger, queues, registry: metrics.registry, providers }).stop);
+    if (roles.includes('push')) {
+      // The push role's own database pool on PostgreSQL (PGlite is one session whatever we do).
+      const pushDb = config.databaseUrl ? await openDatabase({ ...config, dbPoolSize: config.pushDbPoolSize }, logger) : db;
+      if (pushDb !== db) undo.push(() => pushDb.close());
+      const push = startPush({ db: pushDb, clock, logger, queues, registry: metrics.registry, providers });
+      stoppers.push(async () => {
+        await push.stop();
+        if (pushDb !== db) await pushDb.close();
+      });
+    }
 
     let stopping: Promise<void> | undefined;
     const stop = (reason = 'stop') =>

@@ -21,8 +21,10 @@ function recorder(platform: Platform) {
   const sent = new Map<string, number>();
   const script = new Map<string, SendResult[]>();
   const messages: PushMessage[] = [];
+  const state = { down: false };
   const provider: PushProvider = {
     platform,
+    unavailableFor: () => (state.down ? 200 : undefined),
     async send(target: PushTarget, message: PushMessage): Promise<SendResult> {
       const token = target.platform === 'webpush' ? target.subscription.endpoint : target.token;
       const next = script.get(token)?.shift();
@@ -33,7 +35,7 @@ function recorder(platform: Platform) {
     },
     close: async () => {},
   };
-  return { provider, sent, script, messages };
+  return { provider, sent, script, messages, state };
 }
 
 const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 15_000) => {
@@ -102,6 +104,25 @@ for (const engine of await engines()) {
       assert.ok(Date.now() - started >= 300, 'the retry waited for Retry-After');
       const left = (await t.call('GET', '/v1/devices', { token: a.accessToken })).json().devices;
       assert.equal(left.length, 1, 'the disowned device was removed');
+    });
+
+    it('while a provider is unavailable (circuit open) its batches wait without claiming anything, then go out', async () => {
+      const a = await signUp(t);
+      const tok = await device(a.accessToken, 'fcm');
+      fcm.state.down = true;
+      try {
+        const id = (await push({ audience: { userIds: [a.user.id] }, body: 'wait for it' })).json().id;
+        await until('fanned out', async () => (await progress(id)).state === 'sending');
+        await new Promise((r) => setTimeout(r, 600));
+        const states = (await t.database.db.query<{ state: string; attempts: number }>('SELECT state, attempts FROM push_deliveries WHERE push_id = $1', [id])).rows;
+        assert.deepEqual(states, [{ state: 'pending', attempts: 0 }], 'not claimed while the provider is down');
+        assert.equal(fcm.sent.get(tok) ?? 0, 0);
+        fcm.state.down = false;
+        await until('done', async () => (await progress(id)).state === 'done');
+        assert.equal(fcm.sent.get(tok), 1);
+      } finally {
+        fcm.state.down = false;
+      }
     });
 
     it('a batch run twice, or a fan-out run twice, sends nothing twice (dedupe per push and device)', async () => {

@@ -45,5 +45,7 @@ export type SendResult =
 export interface PushProvider {
   readonly platform: Platform;
   send(target: PushTarget, message: PushMessage, signal?: AbortSignal): Promise<SendResult>;
+  /** While the provider cannot take sends at all (its circuit is open): how long to wait, else undefined. */
+  unavailableFor?(): number | undefined;
   close(): Promise<void>;
 }
