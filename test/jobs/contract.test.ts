@@ -70,23 +70,25 @@ for (const engine of await queueEngines()) {
       }
     });
 
-    it('runs higher-priority jobs first (1 before 5 before 10), and waits out a delay', async () => {
+    it('runs higher-priority jobs first (1 before 5 before 10), and waits out a delay or a run-at time', async () => {
       for (const [n, priority] of [['low', 10], ['high', 1], ['mid', 5]] as const) await q.enqueue('ordered', n, {}, { priority });
       const delayed = Date.now();
       await q.enqueue('ordered', 'later', {}, { delayMs: 400 });
+      await q.enqueue('ordered', 'at', {}, { runAt: new Date(delayed + 600) });
       const stats = await q.stats('ordered');
-      assert.deepEqual([stats.waiting, stats.delayed, stats.active], [3, 1, 0]);
+      assert.deepEqual([stats.waiting, stats.delayed, stats.active], [3, 2, 0]);
       const order: string[] = [];
-      let laterAt = 0;
+      const ranAt: Record<string, number> = {};
       const record = (name: string) => async () => {
         order.push(name);
-        if (name === 'later') laterAt = Date.now();
+        ranAt[name] = Date.now();
       };
-      const consumer = q.consume('ordered', { low: record('low'), high: record('high'), mid: record('mid'), later: record('later') });
+      const consumer = q.consume('ordered', { low: record('low'), high: record('high'), mid: record('mid'), later: record('later'), at: record('at') });
       try {
-        await eventually('all four ran', () => order.length === 4);
-        assert.deepEqual(order, ['high', 'mid', 'low', 'later']);
-        assert.ok(laterAt - delayed >= 400, `the delayed job ran after ${laterAt - delayed} ms`);
+        await eventually('all five ran', () => order.length === 5);
+        assert.deepEqual(order, ['high', 'mid', 'low', 'later', 'at']);
+        assert.ok(ranAt.later! - delayed >= 400, `the delayed job ran after ${ranAt.later! - delayed} ms`);
+        assert.ok(ranAt.at! - delayed >= 600, `the job scheduled for +600 ms ran after ${ranAt.at! - delayed} ms`);
       } finally {
         await consumer.close();
       }
