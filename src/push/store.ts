@@ -76,9 +76,11 @@ export const pushStore = {
   async extendAudience(db: Queryable, push: Pick<PushRow, 'id' | 'audience'>, limit: number, now: Date): Promise<string | undefined> {
     const f = audienceFilter(push.audience);
     const { rows } = await db.query<{ last: string | null }>(
-      `WITH p AS (SELECT fanout_cursor FROM pushes WHERE id = $1),
-       batch AS (
-         SELECT d.id, d.platform FROM devices d, p WHERE ${f.where} AND d.id > coalesce(p.fanout_cursor, '${NO_ID}'::uuid)
+      // The cursor as a scalar subquery (not a joined row), so the index scan on devices starts at
+      // it instead of at the first device: each batch costs its own size, not the audience's.
+      `WITH batch AS (
+         SELECT d.id, d.platform FROM devices d
+         WHERE ${f.where} AND d.id > (SELECT coalesce(fanout_cursor, '${NO_ID}'::uuid) FROM pushes WHERE id = $1)
          ORDER BY d.id LIMIT $2
        ),
        ins AS (
