@@ -48,10 +48,25 @@ export function rateGate(perSecond: number) {
 
 export function guardProvider(provider: PushProvider, opts: { dependency: Dependency; perSecond: number; openRetryMs: number }): PushProvider {
   const gate = rateGate(opts.perSecond);
+  // An open circuit only half-opens when a call is tried after its delay: so after `openRetryMs`
+  // of being open, one batch is let through to try, else nothing would ever close it again.
+  let openSince: number | undefined;
+  const unavailableFor = (): number | undefined => {
+    if (opts.dependency.state() !== 'open') {
+      openSince = undefined;
+      return undefined;
+    }
+    const now = performance.now();
+    openSince ??= now;
+    const left = opts.openRetryMs - (now - openSince);
+    if (left > 0) return Math.ceil(left);
+    openSince = undefined;
+    return undefined;
+  };
   return {
     platform: provider.platform,
     close: () => provider.close(),
-    unavailableFor: () => (opts.dependency.state() === 'open' ? opts.openRetryMs : undefined),
+    unavailableFor,
     async send(target: PushTarget, message: PushMessage, signal?: AbortSignal): Promise<SendResult> {
       try {
         await gate.take(signal);

@@ -23,7 +23,7 @@ const DEVICES = 2_000;
 const FEED_RATE = 200;
 const SIGNIN_RATE = 4;
 const WINDOW_MS = 3_000;
-const PAIRS = 4; // healthy/failing pairs: two with 503s, two with a hanging APNs
+const PAIRS = 6; // healthy/failing pairs: three with 503s, three with a hanging APNs
 const TRANSITION_MS = 500; // left out at the start of each window
 const P99_RATIO_MAX = 1.2;
 const SERVER_KEY = randomBytes(24).toString('hex');
@@ -144,13 +144,16 @@ describe('a failing push provider does not touch the API', { skip: pgSkip }, () 
     assert.match(metrics, /levee_dependency_rejected_total\{[^}]*dependency="push_apns",reason="open"[^}]*\} [1-9]/);
     assert.ok(apns.requests < DEVICES * pushes.length, `APNs got ${apns.requests} requests for ${DEVICES * pushes.length} notifications`);
     // Nothing was lost: each push ended, its notifications failed as expired rather than vanishing.
+    // Bounded: a hung send times out after 10 s, then the breaker holds the batch 5 s, then it retries.
     const ended = async (id: string) => {
-      for (let i = 0; i < 300; i++) {
-        const p = (await http(`${levee.url}/v1/push/${id}`, { headers: { 'x-server-key': SERVER_KEY } })).json() as { state: string; sent: number; failed: number; targeted: number; pending: number };
-        if (p.state === 'done') return p;
+      let p: { state: string; sent: number; failed: number; targeted: number; pending: number } | undefined;
+      for (let i = 0; i < 600; i++) {
+        p = (await http(`${levee.url}/v1/push/${id}`, { headers: { 'x-server-key': SERVER_KEY } })).json() as typeof p;
+        if (p!.state === 'done') return p!;
         await sleep(100);
       }
-      assert.fail(`push ${id} did not finish`);
+      const m = (await http(`${levee.url}/metrics`)).body.split('\n').filter((l) => /^levee_(queue_jobs|jobs_processed_total|push_notifications_total|dependency_circuit_state)\{/.test(l));
+      assert.fail(`push ${id} did not finish in 60 s: ${JSON.stringify(p)}\n${m.join('\n')}\n${levee.stderr.slice(-3000)}`);
     };
     for (const id of pushes) {
       const p = await ended(id);
