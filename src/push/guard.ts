@@ -25,13 +25,24 @@ export function rateGate(perSecond: number) {
   let tokens = perSecond;
   let last = performance.now();
   let chain = Promise.resolve();
+  let waiting = 0;
   const refill = () => {
     const now = performance.now();
     tokens = Math.min(perSecond, tokens + ((now - last) / 1000) * perSecond);
     last = now;
   };
+  const ready = Promise.resolve();
   return {
     take(signal?: AbortSignal): Promise<void> {
+      // The common case — a token is there and nobody queues — costs no chained promise.
+      if (waiting === 0) {
+        refill();
+        if (tokens >= 1) {
+          tokens -= 1;
+          return ready;
+        }
+      }
+      waiting++;
       const turn = chain.then(async () => {
         refill();
         while (tokens < 1) {
@@ -40,7 +51,7 @@ export function rateGate(perSecond: number) {
         }
         tokens -= 1;
       });
-      chain = turn.catch(() => {});
+      chain = turn.catch(() => {}).finally(() => void waiting--);
       return turn;
     },
   };

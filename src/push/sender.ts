@@ -66,9 +66,11 @@ export function sendHandler(o: SenderOptions): JobHandler {
     }
 
     const message: PushMessage = { ...push.message, ...(push.expires_at ? { expiresAt: push.expires_at } : {}) };
+    const processing = m.processing.labels(batch.platform); // bound once: no label lookup per send
+    const dueAt = Math.max(push.send_at.getTime(), push.created_at.getTime());
     const results = await mapLimit(claimed, o.concurrency ?? 50, async (d) => {
       const r = await provider.send(targetOf(batch.platform, d), message, ctx.signal).catch((e: unknown): SendResult => ({ outcome: 'retry', reason: String(e) }));
-      if (r.outcome === 'sent') m.processing.observe({ provider: batch.platform }, (Date.now() - Math.max(push.send_at.getTime(), push.created_at.getTime())) / 1000);
+      if (r.outcome === 'sent') processing.observe((Date.now() - dueAt) / 1000);
       return r;
     });
 
