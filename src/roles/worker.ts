@@ -3,6 +3,7 @@ import type { Db } from '../db/port.js';
 import { purgeEndedSessions } from '../auth/store.js';
 import { purgeExpiredIdempotencyKeys } from '../data/idempotency.js';
 import type { JobQueues } from '../jobs/port.js';
+import { fanoutHandler } from '../push/fanout.js';
 import { deliveryStore } from '../push/store.js';
 import { QUEUES } from '../jobs/queues.js';
 import type { Clock } from '../lib/clock.js';
@@ -27,6 +28,9 @@ export async function startWorker(deps: { db: Db; clock: Clock; logger: Logger; 
   const log = deps.logger.child({ role: 'worker' });
   const maintenance = QUEUES.maintenance.name;
   await deps.queues.schedule(maintenance, 'housekeeping', { everyMs: deps.housekeepingEveryMs ?? HOUSEKEEPING_EVERY_MS }, 'housekeeping', {});
+  // A push's fan-out (its audience into provider batches for the push role) is background work of
+  // the worker role, so the push role's CPU goes to sending.
+  const fanout = deps.queues.consume(QUEUES.pushFanout.name, { fanout: fanoutHandler(deps) });
   const consumer = deps.queues.consume(maintenance, {
     housekeeping: async () => {
       const purged = await housekeeping(deps.db, deps.clock.now());
@@ -35,5 +39,5 @@ export async function startWorker(deps: { db: Db; clock: Clock; logger: Logger; 
     },
   });
   log.info('worker role started');
-  return { stop: () => consumer.close() };
+  return { stop: async () => void (await Promise.all([consumer.close(), fanout.close()])) };
 }

@@ -6,6 +6,7 @@ import { fanoutHandler } from '../../src/push/fanout.js';
 import type { Platform, PushMessage, PushProvider, PushTarget, SendResult } from '../../src/push/providers/port.js';
 import { sendHandler } from '../../src/push/sender.js';
 import { startPush } from '../../src/roles/push.js';
+import { startWorker } from '../../src/roles/worker.js';
 import { createTestApp, makeAdmin, signUp, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';
 
@@ -54,13 +55,17 @@ for (const engine of await engines()) {
     const apns = recorder('apns');
     const fcm = recorder('fcm');
     let role: { stop(): Promise<void> };
+    let worker: { stop(): Promise<void> };
     before(async () => {
       t = await createTestApp(engine, { queues: true, overrides: { pushTopics: ['news'], serverKey: SERVER_KEY, rateLimitIpPerMinute: 1_000_000, rateLimitIpBurst: 100_000, rateLimitUserPerMinute: 1_000_000, rateLimitUserBurst: 100_000, rateLimitSignupPerMinute: 100_000 } });
       admin = (await makeAdmin(t)).accessToken;
+      // The worker role fans pushes out; the push role sends.
+      worker = await startWorker({ db: t.services.db, clock: { now: () => new Date() }, logger: pino({ level: 'silent' }), queues: t.queues! });
       role = startPush({ db: t.services.db, clock: { now: () => new Date() }, logger: pino({ level: 'silent' }), queues: t.queues!, registry: t.metrics.registry, providers: { apns: apns.provider, fcm: fcm.provider } });
     });
     after(async () => {
       await role.stop();
+      await worker.stop();
       await t.close();
     });
 
