@@ -227,3 +227,34 @@ export function inheritedEnv(): NodeJS.ProcessEnv {
   for (const [k, v] of Object.entries(process.env)) if (!/^(LEVEE_|DATABASE_URL$|PORT$|HOST$|LOG_LEVEL$|REDIS_URL$|NODE_OPTIONS$)/.test(k)) env[k] = v;
   return env;
 }
+
+/**
+ * A benchmark's way out: `cleanups` run (newest first, each bounded) on SIGINT/SIGTERM, when the
+ * whole-run watchdog fires, or when the benchmark calls `runCleanups`; child processes are killed
+ * on every exit. `killExtra` kills children that are not started through startChild.
+ */
+export function benchLifecycle(timeoutSeconds: number, killExtra: () => void = () => {}) {
+  const cleanups: (() => Promise<void>)[] = [];
+  const killAll = () => {
+    killExtra();
+    killAllChildren();
+  };
+  const runCleanups = async () => {
+    for (const c of cleanups.splice(0).reverse()) await Promise.race([c().catch((e: unknown) => console.error('bench: cleanup failed:', e)), sleep(20_000)]);
+  };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      console.error(`\nbench: ${sig}, stopping`);
+      killAll();
+      void runCleanups().finally(() => process.exit(130));
+    });
+  }
+  const watchdog = setTimeout(() => {
+    console.error(`bench: still running after ${timeoutSeconds} s (BENCH_TIMEOUT), giving up`);
+    killAll();
+    void runCleanups().finally(() => process.exit(1));
+  }, timeoutSeconds * 1000);
+  watchdog.unref();
+  return { cleanups, runCleanups };
+}

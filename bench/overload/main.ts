@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createPostgresDatabase, POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { envNumber, gitCommit, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
+import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, REPO, requestJson, waitForQuiet, type Child } from '../support.js';
 import { FEED_PATH } from '../workloads.js';
 import type { Mix, Phase, Policy } from './protocol.js';
 import { DOC_BEGIN, DOC_END, generatorLimit, levelRow, recoveryOf, renderChart, renderMarkdown, renderText, type Ladder, type OverloadReport, type StormRow } from './report.js';
@@ -101,30 +100,8 @@ const estimatedMinutes =
   60;
 
 // ---- cleanup: children are killed and the database dropped on every way out -----------------------
-const cleanups: (() => Promise<void>)[] = [];
 let gen: GeneratorProcess | undefined;
-process.on('exit', () => {
-  gen?.kill();
-  killAllChildren();
-});
-async function runCleanups() {
-  for (const c of cleanups.splice(0).reverse()) await Promise.race([c().catch((e: unknown) => console.error('bench: cleanup failed:', e)), sleep(20_000)]);
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\nbench: ${sig}, stopping`);
-    gen?.kill();
-    killAllChildren();
-    void runCleanups().finally(() => process.exit(130));
-  });
-}
-const watchdog = setTimeout(() => {
-  console.error(`bench: still running after ${opts.timeoutSeconds} s (BENCH_TIMEOUT), giving up`);
-  gen?.kill();
-  killAllChildren();
-  void runCleanups().finally(() => process.exit(1));
-}, opts.timeoutSeconds * 1000);
-watchdog.unref();
+const { cleanups, runCleanups } = benchLifecycle(opts.timeoutSeconds, () => gen?.kill());
 
 // ---- steps ---------------------------------------------------------------------------------------
 

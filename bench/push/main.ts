@@ -2,11 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { envNumber, gitCommit, killAllChildren, loadAverage, REPO, waitForQuiet } from '../support.js';
+import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, REPO, waitForQuiet } from '../support.js';
 import { flood, type FloodResult } from './flood.js';
 import { DOC_BEGIN, DOC_END, renderMarkdown, renderText, type EngineRun, type PushBenchReport } from './report.js';
 import { log, MockProcess, providerFiles, runEngine, type EngineName, type RunOptions } from './scenario.js';
@@ -57,30 +56,8 @@ const fullSize = opts.devices === DEFAULT_DEVICES && opts.engines.length === 2;
 const writeDocs = process.env.BENCH_DOCS === '1' || (process.env.BENCH_DOCS !== '0' && fullSize);
 
 // ---- cleanup: children killed, databases dropped and Redis keys removed on every way out --------------
-const cleanups: (() => Promise<void>)[] = [];
 let mock: MockProcess | undefined;
-process.on('exit', () => {
-  mock?.kill();
-  killAllChildren();
-});
-async function runCleanups() {
-  for (const c of cleanups.splice(0).reverse()) await Promise.race([c().catch((e: unknown) => console.error('bench: cleanup failed:', e)), sleep(20_000)]);
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\nbench: ${sig}, stopping`);
-    mock?.kill();
-    killAllChildren();
-    void runCleanups().finally(() => process.exit(130));
-  });
-}
-const watchdog = setTimeout(() => {
-  console.error(`bench: still running after ${opts.timeoutSeconds} s (BENCH_TIMEOUT), giving up`);
-  mock?.kill();
-  killAllChildren();
-  void runCleanups().finally(() => process.exit(1));
-}, opts.timeoutSeconds * 1000);
-watchdog.unref();
+const { cleanups, runCleanups } = benchLifecycle(opts.timeoutSeconds, () => mock?.kill());
 
 async function machineFacts(): Promise<Record<string, string | number>> {
   const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
