@@ -1,6 +1,7 @@
 import { Queue, UnrecoverableError, Worker, type BackendFactory, type Job, type JobsOptions } from 'bullmq';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { LeveeError } from '../lib/errors.js';
+import { withinBudget } from '../protection/deadline.js';
 import type { Consumer, DeadLetter, EnqueueOptions, JobHandler, JobQueues, QueueSpec, QueueStats } from './port.js';
 
 // The job queue port on BullMQ: one API whichever engine holds the jobs (engines.ts picks the
@@ -69,7 +70,11 @@ export function createBullmqQueues(engine: BullmqEngine, specs: QueueSpec[], reg
     }
   };
 
-  return {
+  // Inside a request, every call waits no longer than the request's deadline (a queue engine that
+  // is down or slow must not hang the API: BullMQ's Redis client waits for a reconnect by design).
+  const bounded = <T>(work: Promise<T>) => withinBudget(work, 'the job queue');
+
+  const api: Omit<JobQueues, 'consume' | 'close'> = {
     engine: engine.name,
     specs: byName,
 
@@ -125,6 +130,18 @@ export function createBullmqQueues(engine: BullmqEngine, specs: QueueSpec[], reg
         oldestWaitingMs: oldest ? Math.max(0, Date.now() - oldest.timestamp) : 0,
       };
     },
+  };
+
+  return {
+    engine: api.engine,
+    specs: api.specs,
+    enqueue: (...a) => bounded(api.enqueue(...a)),
+    enqueueMany: (...a) => bounded(api.enqueueMany(...a)),
+    schedule: (...a) => bounded(api.schedule(...a)),
+    unschedule: (...a) => bounded(api.unschedule(...a)),
+    deadLetters: (...a) => bounded(api.deadLetters(...a)),
+    redrive: (...a) => bounded(api.redrive(...a)),
+    stats: (...a) => bounded(api.stats(...a)),
 
     consume(queue, handlers): Consumer {
       const spec = specOf(queue);

@@ -25,10 +25,11 @@ export async function openJobQueues(choice: QueueEngineChoice, specs: QueueSpec[
 async function openEngine(choice: QueueEngineChoice): Promise<BullmqEngine> {
   switch (choice.kind) {
     case 'redis': {
-      // BullMQ's workers block on Redis: they need ioredis to retry forever rather than fail a command.
-      const client = new Redis(choice.url, { maxRetriesPerRequest: null, lazyConnect: true });
+      // BullMQ's workers block on Redis: they need ioredis to retry forever rather than fail a
+      // command. Not awaited: Levee starts while Redis is down, and calls made from a request are
+      // bounded by its deadline (bullmq.ts).
+      const client = new Redis(choice.url, { maxRetriesPerRequest: null });
       client.on('error', () => {}); // reconnects on its own; calls surface the failure
-      await client.connect();
       return { name: 'redis', connection: client, backend: undefined, prefix: `${choice.keyPrefix}jobs`, close: async () => void client.disconnect() };
     }
     case 'postgres': {

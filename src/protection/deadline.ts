@@ -43,6 +43,19 @@ export const runWithDeadline = <T>(deadline: Deadline, fn: () => T): T => scope.
 
 export const currentDeadline = (): Deadline | undefined => scope.getStore();
 
+/**
+ * Runs `fn` on a budget of its own instead of what is left of the request's: for undoing a partial
+ * write after the request's deadline passed (which would refuse the undo too).
+ */
+export async function withOwnBudget<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+  const own = new RequestDeadline(performance.now() + ms);
+  try {
+    return await runWithDeadline(own, fn);
+  } finally {
+    own.dispose();
+  }
+}
+
 /** Milliseconds left in the current request's budget; Infinity outside a request. */
 export function remainingMs(): number {
   const d = scope.getStore();

@@ -3,6 +3,7 @@ import type { JobQueues } from '../jobs/port.js';
 import { QUEUES } from '../jobs/queues.js';
 import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
+import { withOwnBudget } from '../protection/deadline.js';
 import { newId } from '../lib/ids.js';
 import type { PushMessage } from './providers/port.js';
 import { pushStore, type Audience, type PushRow } from './store.js';
@@ -84,10 +85,15 @@ export function createPushService(deps: { db: Db; clock: Clock; queues: JobQueue
       const expiresAt = new Date(start.getTime() + (input.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000);
       const id = newId();
       await pushStore.insert(deps.db, { id, createdBy, audience: input.audience, message, sendAt, expiresAt, now });
-      // The fan-out job's id is the push's: enqueueing can be retried without fanning out twice.
-      // If enqueueing fails (the queue is full or down) the push stays `scheduled` and the caller
-      // gets the error; nothing was sent.
-      await deps.queues.enqueue(QUEUES.pushFanout.name, 'fanout', { pushId: id }, { jobId: id, runAt: sendAt });
+      // The fan-out job's id is the push's. If it cannot be enqueued (the queue is full, down or
+      // slower than the request's deadline) the push is removed again and the caller gets the
+      // error: nothing half-written, and a retry cannot leave a second push behind.
+      try {
+        await deps.queues.enqueue(QUEUES.pushFanout.name, 'fanout', { pushId: id }, { jobId: id, runAt: sendAt });
+      } catch (e) {
+        await withOwnBudget(2_000, () => pushStore.remove(deps.db, id)).catch(() => {});
+        throw e;
+      }
       return toProgress((await pushStore.byId(deps.db, id))!);
     },
 

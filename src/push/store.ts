@@ -67,6 +67,7 @@ export const pushStore = {
     );
   },
   byId: async (db: Queryable, id: string) => (await db.query<PushRow>('SELECT * FROM pushes WHERE id = $1', [id])).rows[0],
+  remove: async (db: Queryable, id: string) => void (await db.query('DELETE FROM pushes WHERE id = $1', [id])),
 
   /**
    * The next `limit` devices of the audience after the fan-out cursor get a pending delivery, and

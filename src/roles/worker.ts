@@ -27,7 +27,11 @@ export const HOUSEKEEPING_EVERY_MS = 10 * 60_000;
 export async function startWorker(deps: { db: Db; clock: Clock; logger: Logger; queues: JobQueues; housekeepingEveryMs?: number }) {
   const log = deps.logger.child({ role: 'worker' });
   const maintenance = QUEUES.maintenance.name;
-  await deps.queues.schedule(maintenance, 'housekeeping', { everyMs: deps.housekeepingEveryMs ?? HOUSEKEEPING_EVERY_MS }, 'housekeeping', {});
+  // In the background: a queue engine that is down (Redis restarting) must not hold up start-up;
+  // BullMQ waits for it and the schedule is made once it answers.
+  void deps.queues
+    .schedule(maintenance, 'housekeeping', { everyMs: deps.housekeepingEveryMs ?? HOUSEKEEPING_EVERY_MS }, 'housekeeping', {})
+    .catch((err: Error) => log.warn({ err: err.message }, 'could not schedule housekeeping; it runs once the job queue answers and the worker restarts'));
   // A push's fan-out (its audience into provider batches for the push role) is background work of
   // the worker role, so the push role's CPU goes to sending.
   const fanout = deps.queues.consume(QUEUES.pushFanout.name, { fanout: fanoutHandler(deps) });
