@@ -8,7 +8,7 @@ import type { Config } from '../config/load.js';
 import { indexDdl } from '../data/fields.js';
 import { createDocumentService } from '../data/service.js';
 import { createDeviceService } from '../push/devices.js';
-import { createPgliteDb, type PgliteDb } from '../db/adapters/pglite.js';
+import type { PgliteDb } from '../db/adapters/pglite.js';
 import { openJobQueues, type QueueEngineChoice } from '../jobs/engines.js';
 import type { JobQueues } from '../jobs/port.js';
 import { queueSpecs } from '../jobs/queues.js';
@@ -43,6 +43,8 @@ export async function openDatabase(config: Config, logger?: Logger): Promise<Db>
       onError: (err) => logger?.warn({ err: err.message }, 'idle database connection lost'),
     });
   }
+  // Loaded only when used: a process on PostgreSQL never pays for the embedded engine's module.
+  const { createPgliteDb } = await import('../db/adapters/pglite.js');
   return createPgliteDb({ dataDir: resolve(config.dataDir) });
 }
 

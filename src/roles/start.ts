@@ -4,7 +4,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import type { Role } from '../config/settings.js';
-import { buildApp } from '../http/app.js';
 import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
 import { createPushService } from '../push/service.js';
@@ -60,8 +59,10 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     // Provider credentials are read and checked before the process starts serving.
     const providers = roles.includes('push') ? composeProviders(config, services.dependency) : {};
 
+    // Fastify and the API are loaded only by processes that serve it: a worker or push process
+    // stays smaller (DESIGN: those roles never load Fastify).
     const http = roles.includes('api')
-      ? await listenApi(await buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
+      ? await listenApi(await (await import('../http/app.js')).buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
