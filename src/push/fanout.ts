@@ -33,7 +33,11 @@ export function fanoutHandler(deps: { db: Db; clock: Clock; queues: JobQueues; a
       const pending = await pushStore.pendingAfter(deps.db, pushId, handedOff, audienceBatch);
       if (pending.length > 0) {
         const byPlatform = new Map<Platform, string[]>();
-        for (const d of pending) byPlatform.set(d.platform, [...(byPlatform.get(d.platform) ?? []), d.device_id]);
+        for (const d of pending) {
+          const ids = byPlatform.get(d.platform);
+          if (ids) ids.push(d.device_id);
+          else byPlatform.set(d.platform, [d.device_id]);
+        }
         const jobs = [...byPlatform].flatMap(([platform, ids]) =>
           chunks(ids, providerBatch).map((deviceIds) => ({ name: 'send', payload: { pushId, platform, deviceIds } satisfies SendBatch, opts: { jobId: `${pushId}.${platform}.${deviceIds[0]}` } })),
         );

@@ -84,7 +84,7 @@ export function createPushService(deps: { db: Db; clock: Clock; queues: JobQueue
       const start = sendAt.getTime() > now.getTime() ? sendAt : now;
       const expiresAt = new Date(start.getTime() + (input.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000);
       const id = newId();
-      await pushStore.insert(deps.db, { id, createdBy, audience: input.audience, message, sendAt, expiresAt, now });
+      const row = await pushStore.insert(deps.db, { id, createdBy, audience: input.audience, message, sendAt, expiresAt, now });
       // The fan-out job's id is the push's. If it cannot be enqueued (the queue is full, down or
       // slower than the request's deadline) the push is removed again and the caller gets the
       // error: nothing half-written, and a retry cannot leave a second push behind.
@@ -94,7 +94,7 @@ export function createPushService(deps: { db: Db; clock: Clock; queues: JobQueue
         await withOwnBudget(2_000, () => pushStore.remove(deps.db, id)).catch(() => {});
         throw e;
       }
-      return toProgress((await pushStore.byId(deps.db, id))!);
+      return toProgress(row);
     },
 
     async progress(id: string): Promise<PushProgress> {

@@ -60,11 +60,12 @@ function audienceFilter(a: Audience): { where: string; params: unknown[] } {
 const NO_ID = '00000000-0000-0000-0000-000000000000';
 
 export const pushStore = {
-  async insert(db: Queryable, p: { id: string; createdBy: string; audience: Audience; message: Omit<PushMessage, 'expiresAt'>; sendAt: Date; expiresAt: Date | null; now: Date }) {
-    await db.query(
-      `INSERT INTO pushes (id, created_by, audience, message, send_at, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`,
+  async insert(db: Queryable, p: { id: string; createdBy: string; audience: Audience; message: Omit<PushMessage, 'expiresAt'>; sendAt: Date; expiresAt: Date | null; now: Date }): Promise<PushRow> {
+    const { rows } = await db.query<PushRow>(
+      `INSERT INTO pushes (id, created_by, audience, message, send_at, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING *`,
       [p.id, p.createdBy, p.audience, p.message, p.sendAt, p.expiresAt, p.now],
     );
+    return rows[0]!;
   },
   byId: async (db: Queryable, id: string) => (await db.query<PushRow>('SELECT * FROM pushes WHERE id = $1', [id])).rows[0],
   remove: async (db: Queryable, id: string) => void (await db.query('DELETE FROM pushes WHERE id = $1', [id])),

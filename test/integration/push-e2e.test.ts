@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import webpush from 'web-push';
 import { createPostgresDatabase, postgresReachable, CI } from '../support/engines.js';
-import { startMockApns, type MockApns } from '../support/mock-push/apns.js';
+import { mockApnsForLevee, type MockApns } from '../support/mock-push/apns.js';
 import { startMockFcm, type MockFcm } from '../support/mock-push/fcm.js';
 import { startMockWebPush, type MockWebPush } from '../support/mock-push/webpush.js';
 import { http, killAll, startLevee, tempDir, type RunningLevee } from '../support/process.js';
@@ -16,7 +16,7 @@ import { http, killAll, startLevee, tempDir, type RunningLevee } from '../suppor
 // backend sends with the server key, and the mocks count what each device received.
 
 const SERVER_KEY = randomBytes(24).toString('hex');
-const TEAM = { teamId: 'TEAM123456', keyId: 'KEY1234567', bundleId: 'dev.levee.e2e' };
+const BUNDLE_ID = 'dev.levee.e2e';
 const pgSkip = (await postgresReachable()) ? false : CI ? assert.fail('PostgreSQL must be reachable in CI') : 'PostgreSQL not reachable';
 
 describe('push notifications through a running Levee', { skip: pgSkip }, () => {
@@ -26,15 +26,13 @@ describe('push notifications through a running Levee', { skip: pgSkip }, () => {
   let wp: MockWebPush;
   let dropDb: () => Promise<void>;
   before(async () => {
-    const teamKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    apns = await startMockApns({ ...TEAM, publicKey: teamKey.publicKey });
+    const dir = tempDir('levee-push-e2e-');
+    let apnsEnv: Record<string, string>;
+    ({ apns, env: apnsEnv } = await mockApnsForLevee(dir, BUNDLE_ID));
     fcm = await startMockFcm();
     wp = await startMockWebPush();
-    const dir = tempDir('levee-push-e2e-');
-    const files = { key: join(dir, 'apns.p8'), account: join(dir, 'fcm.json'), ca: join(dir, 'ca.pem') };
-    writeFileSync(files.key, teamKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
-    writeFileSync(files.account, JSON.stringify(fcm.serviceAccount));
-    writeFileSync(files.ca, apns.ca);
+    const account = join(dir, 'fcm.json');
+    writeFileSync(account, JSON.stringify(fcm.serviceAccount));
     const vapid = webpush.generateVAPIDKeys();
     const db = await createPostgresDatabase();
     dropDb = db.drop;
@@ -44,18 +42,13 @@ describe('push notifications through a running Levee', { skip: pgSkip }, () => {
         LEVEE_QUEUE_ENGINE: 'database',
         LEVEE_SERVER_KEY: SERVER_KEY,
         LEVEE_PUSH_TOPICS: 'news',
-        LEVEE_APNS_KEY_FILE: files.key,
-        LEVEE_APNS_KEY_ID: TEAM.keyId,
-        LEVEE_APNS_TEAM_ID: TEAM.teamId,
-        LEVEE_APNS_BUNDLE_ID: TEAM.bundleId,
-        LEVEE_APNS_URL: apns.url,
-        LEVEE_FCM_SERVICE_ACCOUNT_FILE: files.account,
+        ...apnsEnv,
+        LEVEE_FCM_SERVICE_ACCOUNT_FILE: account,
         LEVEE_FCM_URL: fcm.url,
         LEVEE_VAPID_PUBLIC_KEY: vapid.publicKey,
         LEVEE_VAPID_PRIVATE_KEY: vapid.privateKey,
         LEVEE_VAPID_SUBJECT: 'mailto:ops@levee.dev',
         LEVEE_WEBPUSH_ALLOWED_HOSTS: '127.0.0.1',
-        LEVEE_PUSH_CA_FILE: files.ca,
       },
     });
   });
@@ -93,7 +86,7 @@ describe('push notifications through a running Levee', { skip: pgSkip }, () => {
     assert.deepEqual([progress.state, progress.targeted, progress.sent, progress.pruned, progress.failed, progress.pending], ['done', 5, 4, 1, 0, 0]);
     for (const t of apnsTokens) assert.equal(apns.deliveries.get(t)?.count, 1);
     const aps = apns.deliveries.get(apnsTokens[0]!)!.last;
-    assert.deepEqual([aps.headers['apns-topic'], aps.headers['apns-push-type'], (aps.payload.aps as { alert: unknown }).alert, aps.payload.screen], [TEAM.bundleId, 'alert', { title: 'Hi', body: 'From Levee' }, 'inbox']);
+    assert.deepEqual([aps.headers['apns-topic'], aps.headers['apns-push-type'], (aps.payload.aps as { alert: unknown }).alert, aps.payload.screen], [BUNDLE_ID, 'alert', { title: 'Hi', body: 'From Levee' }, 'inbox']);
     assert.equal(fcm.deliveries.get(fcmToken)?.count, 1);
     assert.equal(wp.deliveries.get(browser.id)?.count, 1);
     assert.deepEqual(JSON.parse(wp.decrypt(browser.id)), { title: 'Hi', body: 'From Levee', data: { screen: 'inbox' } });

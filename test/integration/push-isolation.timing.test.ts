@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createPostgresDatabase, postgresReachable, CI } from '../support/engines.js';
-import { startMockApns, type MockApns } from '../support/mock-push/apns.js';
+import { mockApnsForLevee, type MockApns } from '../support/mock-push/apns.js';
 import { epoch, startStreamWorker, type Shot } from '../support/open-loop.js';
 import { http, killAll, startLevee, tempDir, type RunningLevee } from '../support/process.js';
 
@@ -27,7 +27,6 @@ const PAIRS = 6; // healthy/failing pairs: three with 503s, three with a hanging
 const TRANSITION_MS = 500; // left out at the start of each window
 const P99_RATIO_MAX = 1.2;
 const SERVER_KEY = randomBytes(24).toString('hex');
-const TEAM = { teamId: 'TEAM123456', keyId: 'KEY1234567', bundleId: 'dev.levee.isolation' };
 const pgSkip = (await postgresReachable()) ? false : CI ? assert.fail('PostgreSQL must be reachable in CI') : 'PostgreSQL not reachable';
 
 const percentile = (xs: number[], p: number) => {
@@ -43,11 +42,9 @@ describe('a failing push provider does not touch the API', { skip: pgSkip }, () 
   let feedToken: string;
   let email: string;
   before(async () => {
-    const teamKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    apns = await startMockApns({ ...TEAM, publicKey: teamKey.publicKey });
     const dir = tempDir('levee-push-isolation-');
-    writeFileSync(join(dir, 'apns.p8'), teamKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
-    writeFileSync(join(dir, 'ca.pem'), apns.ca);
+    let apnsEnv: Record<string, string>;
+    ({ apns, env: apnsEnv } = await mockApnsForLevee(dir, 'dev.levee.isolation'));
     writeFileSync(join(dir, 'levee.config.json'), JSON.stringify({ collections: { posts: { read: 'public', write: 'owner', indexes: ['createdAt'] } } }));
     const db = await createPostgresDatabase();
     dropDb = db.drop;
@@ -57,12 +54,7 @@ describe('a failing push provider does not touch the API', { skip: pgSkip }, () 
         LEVEE_QUEUE_ENGINE: 'database',
         LEVEE_CONFIG: join(dir, 'levee.config.json'),
         LEVEE_SERVER_KEY: SERVER_KEY,
-        LEVEE_APNS_KEY_FILE: join(dir, 'apns.p8'),
-        LEVEE_APNS_KEY_ID: TEAM.keyId,
-        LEVEE_APNS_TEAM_ID: TEAM.teamId,
-        LEVEE_APNS_BUNDLE_ID: TEAM.bundleId,
-        LEVEE_APNS_URL: apns.url,
-        LEVEE_PUSH_CA_FILE: join(dir, 'ca.pem'),
+        ...apnsEnv,
         LEVEE_RATE_LIMIT_IP_PER_MINUTE: '10000000',
         LEVEE_RATE_LIMIT_IP_BURST: '100000',
         LEVEE_RATE_LIMIT_USER_PER_MINUTE: '10000000',

@@ -1,4 +1,6 @@
-import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { jwtVerify } from 'jose';
@@ -201,4 +203,28 @@ function answer(stream: http2.ServerHttp2Stream, status: number, reason: string,
 
 export function startMockApns(opts: MockApnsOptions): Promise<MockApns> {
   return new MockApns(opts).listen();
+}
+
+/**
+ * A mock APNs with a fresh team key, and the settings that point a Levee process at it: the .p8 key
+ * and the mock's CA are written to `dir`.
+ */
+export async function mockApnsForLevee(dir: string, bundleId: string): Promise<{ apns: MockApns; env: Record<string, string> }> {
+  const team = { teamId: 'TEAM123456', keyId: 'KEY1234567', bundleId };
+  const teamKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const apns = await startMockApns({ ...team, publicKey: teamKey.publicKey });
+  const files = { key: join(dir, 'apns.p8'), ca: join(dir, 'ca.pem') };
+  writeFileSync(files.key, teamKey.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+  writeFileSync(files.ca, apns.ca);
+  return {
+    apns,
+    env: {
+      LEVEE_APNS_KEY_FILE: files.key,
+      LEVEE_APNS_KEY_ID: team.keyId,
+      LEVEE_APNS_TEAM_ID: team.teamId,
+      LEVEE_APNS_BUNDLE_ID: bundleId,
+      LEVEE_APNS_URL: apns.url,
+      LEVEE_PUSH_CA_FILE: files.ca,
+    },
+  };
 }
