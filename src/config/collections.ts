@@ -6,6 +6,7 @@ import { badValue, isBadValue } from './settings.js';
 // read/write rules: public (anyone, even without a token), authenticated (any signed-in user,
 // anonymous accounts included), owner (reads: only the owner's documents; writes: anyone signed in
 // may create, only the owner may change), admin (users with the admin role).
+// conflict: server-wins (default) or last-write-wins, for offline writes (see docs/sync.md).
 
 export const ACCESS_RULES = ['public', 'authenticated', 'owner', 'admin'] as const;
 export type AccessRule = (typeof ACCESS_RULES)[number];
@@ -36,11 +37,16 @@ export interface CollectionConfig {
   schema?: Record<string, unknown>;
   /** Largest document body, in bytes of JSON. */
   maxDocumentBytes: number;
+  /** How an offline write based on an old version is settled (see docs/sync.md). */
+  conflict: ConflictPolicy;
 }
+
+export const CONFLICT_POLICIES = ['server-wins', 'last-write-wins'] as const;
+export type ConflictPolicy = (typeof CONFLICT_POLICIES)[number];
 
 export const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,39}$/;
 export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,39}$/;
-const KEYS = new Set(['read', 'write', 'indexes', 'schema', 'maxDocumentBytes']);
+const KEYS = new Set(['read', 'write', 'indexes', 'schema', 'maxDocumentBytes', 'conflict']);
 
 function fieldTypeFromSchema(schema: Record<string, unknown> | undefined, field: string): FieldType {
   const prop = (schema?.properties as Record<string, { type?: unknown; format?: unknown }> | undefined)?.[field];
@@ -107,8 +113,11 @@ function parseCollection(ajv: Ajv, name: string, def: unknown): CollectionConfig
   if (typeof maxBytes !== 'number' || !Number.isInteger(maxBytes) || maxBytes < 64 || maxBytes > 1_048_576) {
     badValue(`${at}.maxDocumentBytes must be a whole number between 64 and 1048576`);
   }
+  const conflict = d.conflict ?? 'server-wins';
+  if (!(CONFLICT_POLICIES as readonly unknown[]).includes(conflict)) badValue(`${at}.conflict must be one of ${CONFLICT_POLICIES.join(', ')}, got ${JSON.stringify(conflict)}`);
   return {
     name,
+    conflict: conflict as ConflictPolicy,
     read: rule(d.read, 'authenticated', `${at}.read`),
     write: rule(d.write, 'owner', `${at}.write`),
     indexes,

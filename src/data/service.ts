@@ -60,6 +60,8 @@ export interface WriteOptions {
   ifMatch?: number | undefined;
   /** Run inside this transaction (e.g. the idempotency record's). */
   tx?: Queryable | undefined;
+  /** The new document's id, chosen by the client (offline sync); a new UUIDv7 otherwise. */
+  id?: string | undefined;
 }
 
 export function createDocumentService(deps: { db: Db; clock: Clock; collections: Map<string, CollectionConfig> }) {
@@ -134,8 +136,11 @@ export function createDocumentService(deps: { db: Db; clock: Clock; collections:
       const c = collection(name);
       checkCreate(c.write, p);
       const body = validate(c, data);
+      if (opts.id !== undefined && !UUID.test(opts.id)) throw new LeveeError('document_invalid', 'A document id is a UUID');
       // A single INSERT is atomic on its own: no transaction unless the caller's (idempotency) one.
-      return toDocument(await documents.insert(opts.tx ?? db, c.name, { id: newId(), ownerId: p?.userId ?? null, data: body, now: clock.now() }));
+      const row = await documents.insert(opts.tx ?? db, c.name, { id: opts.id ?? newId(), ownerId: p?.userId ?? null, data: body, now: clock.now() });
+      if (!row) throw new LeveeError('document_exists', `A ${c.name} document with id ${opts.id} already exists`);
+      return toDocument(row);
     },
 
     async replace(name: string, id: string, p: Principal | undefined, data: unknown, opts: WriteOptions = {}): Promise<PublicDocument> {

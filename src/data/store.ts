@@ -23,10 +23,10 @@ export const documents = {
     return (
       await q.query<DocumentRow>(
         `INSERT INTO documents (collection, id, owner_id, data, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 1, $5, $5) RETURNING ${COLS}`,
+         VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (collection, id) DO NOTHING RETURNING ${COLS}`,
         [collection, d.id, d.ownerId, d.data, d.now],
       )
-    ).rows[0]!;
+    ).rows[0];
   },
   async update(q: Queryable, collection: string, id: string, data: unknown, now: Date) {
     return (

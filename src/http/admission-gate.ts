@@ -45,7 +45,7 @@ const CURSOR = /[?&]cursor=/;
 export function classify(method: string, url: string, lowerTo: string | string[] | undefined, declared: Priority | undefined): Priority {
   let p: Priority = declared ?? (WRITE_METHODS.has(method) ? 'critical' : 'default');
   // A later page of a list is worth less than the first: the user is not looking at it yet.
-  if (p === 'default' && CURSOR.test(url)) p = 'sheddable';
+  if (declared === undefined && p === 'default' && CURSOR.test(url)) p = 'sheddable';
   if (typeof lowerTo === 'string') {
     const asked = PRIORITIES.indexOf(lowerTo as Priority);
     if (asked > PRIORITIES.indexOf(p)) p = lowerTo as Priority;

@@ -18,6 +18,8 @@ import { documentRoutes } from './api/documents.js';
 import { adminQueueRoutes } from './api/admin-queues.js';
 import { deviceRoutes } from './api/devices.js';
 import { pushRoutes } from './api/push.js';
+import { syncRoutes } from './api/sync.js';
+import type { SyncService } from '../sync/service.js';
 import type { DeviceService } from '../push/devices.js';
 import type { PushService } from '../push/service.js';
 import type { JobQueues } from '../jobs/port.js';
@@ -40,6 +42,7 @@ export interface AppDeps {
   tokens: AccessTokens;
   auth: AuthService;
   docs: DocumentService;
+  sync: SyncService;
   protection: ProtectionOptions;
   bodyLimitBytes: number;
   /** Per-IP, per-user and per-route rate limits; undefined when LEVEE_PROTECTION is off. */
@@ -143,6 +146,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
       await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
       if (deps.queues) await v1.register(adminQueueRoutes(deps.queues), { prefix: '/admin/queues' });
+      await v1.register(syncRoutes(deps.sync), { prefix: '/sync' });
       await v1.register(deviceRoutes(deps.devices), { prefix: '/devices' });
       if (deps.push) await v1.register(pushRoutes(deps.push, deps.serverKey), { prefix: '/push' });
     },

@@ -8,6 +8,9 @@ import type { Config } from '../config/load.js';
 import { indexDdl } from '../data/fields.js';
 import { createDocumentService } from '../data/service.js';
 import { createDeviceService } from '../push/devices.js';
+import { createCursorCodec } from '../sync/cursor.js';
+import { createSyncService } from '../sync/service.js';
+import { serverSecret } from '../sync/store.js';
 import type { PgliteDb } from '../db/adapters/pglite.js';
 import { openJobQueues, type QueueEngineChoice } from '../jobs/engines.js';
 import type { JobQueues } from '../jobs/port.js';
@@ -110,8 +113,16 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
     google: createIdTokenVerifier('google', { jwksUrl: config.googleJwksUrl, issuers: config.googleIssuers, audiences: config.googleAudiences }, jwksFetch('google')),
   });
   const docs = createDocumentService({ db, clock, collections: config.collections });
+  const sync = createSyncService({
+    db,
+    clock,
+    collections: config.collections,
+    docs,
+    cursors: createCursorCodec(await serverSecret(db, 'sync_cursor')),
+    limits: { pullMax: config.syncPullLimit, pushMax: config.syncPushMaxMutations },
+  });
   const devices = createDeviceService({ db, clock, rules: { topics: config.pushTopics, webPushAllowedHosts: config.webPushAllowedHosts } });
-  return { db, keys, tokens, auth, docs, devices, serverKey: config.serverKey, passwords, dependency, rateLimits: limits.rateLimits, redis: limits.redis };
+  return { db, keys, tokens, auth, docs, sync, devices, serverKey: config.serverKey, passwords, dependency, rateLimits: limits.rateLimits, redis: limits.redis };
 }
 
 export type Services = Awaited<ReturnType<typeof composeServices>>;

@@ -66,7 +66,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
-    if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues })).stop);
+    if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues, housekeeping: { tombstoneDays: config.syncTombstoneDays } })).stop);
     if (roles.includes('push')) {
       // The push role's own database pool on PostgreSQL (PGlite is one session whatever we do).
       const pushDb = config.databaseUrl ? await openDatabase({ ...config, dbPoolSize: config.pushDbPoolSize }, logger) : db;

@@ -1,0 +1,187 @@
+import type { Principal } from '../auth/access-tokens.js';
+import type { CollectionConfig } from '../config/collections.js';
+import { canRead, checkChange, readScope } from '../data/access.js';
+import { toDocument, type DocumentService, type PublicDocument } from '../data/service.js';
+import { documents } from '../data/store.js';
+import type { Db, Queryable } from '../db/port.js';
+import type { Clock } from '../lib/clock.js';
+import { LeveeError } from '../lib/errors.js';
+import { UUID } from '../lib/ids.js';
+import { after, SEQ_MAX, START, type CursorCodec, type Position } from './cursor.js';
+import { changeLog, mutationLog, type ChangePage, type ChangeRow, type PullScope } from './store.js';
+
+// Offline sync: pull what changed since a cursor, push a batch of offline mutations.
+
+export interface Change {
+  collection: string;
+  id: string;
+  op: 'create' | 'update' | 'delete';
+  version: number;
+  ownerId: string | null;
+  updatedAt: string;
+  /** The document body (absent for deletes). */
+  data?: Record<string, unknown>;
+}
+
+export const toChange = (r: ChangeRow): Change => ({
+  collection: r.collection,
+  id: r.doc_id,
+  op: r.deleted ? 'delete' : r.created ? 'create' : 'update',
+  version: r.version,
+  ownerId: r.owner_id,
+  updatedAt: r.changed_at.toISOString(),
+  ...(r.deleted || r.data === null ? {} : { data: r.data }),
+});
+
+export interface Mutation {
+  /** The client's id for this mutation: a retried batch applies it at most once. */
+  id: string;
+  collection: string;
+  op: 'create' | 'update' | 'delete';
+  docId: string;
+  /** The version the client's change was based on (update and delete). */
+  baseVersion?: number | undefined;
+  /** create: the document; update: the changed fields (JSON Merge Patch). */
+  data?: Record<string, unknown> | undefined;
+}
+
+export type MutationResult =
+  | { id: string; status: 'applied'; version: number | null; merged?: boolean; replayed?: boolean }
+  | { id: string; status: 'conflict'; current: PublicDocument | null; replayed?: boolean }
+  | { id: string; status: 'rejected'; code: string; detail: string; replayed?: boolean };
+
+export interface SyncLimits {
+  /** Largest page a pull returns. */
+  pullMax: number;
+  /** Most mutations in one push. */
+  pushMax: number;
+}
+
+/** Errors that say "try again later", not "this mutation is wrong": they fail the whole batch. */
+const TRANSIENT = new Set(['database_unavailable', 'timeout', 'overloaded', 'unavailable']);
+
+export function createSyncService(deps: { db: Db; clock: Clock; collections: Map<string, CollectionConfig>; docs: DocumentService; cursors: CursorCodec; limits: SyncLimits; onWrite?: () => void }) {
+  const { db, clock, docs, cursors, limits } = deps;
+
+  /**
+   * What `p` may read in the named collections (all readable collections when none are named).
+   * Naming a collection the caller may not read is an error; the default quietly leaves it out.
+   */
+  function scopesFor(p: Principal | undefined, names: string[] | undefined): PullScope[] {
+    if (names && names.length > 0) {
+      return [...new Set(names)].map((n) => {
+        const c = docs.collection(n);
+        return { collection: c.name, ownerId: readScope(c.read, p).ownerOnly };
+      });
+    }
+    const out: PullScope[] = [];
+    for (const c of deps.collections.values()) {
+      try {
+        out.push({ collection: c.name, ownerId: readScope(c.read, p).ownerOnly });
+      } catch {
+        // not readable by this caller: left out of the default set
+      }
+    }
+    return out;
+  }
+
+  /** Reads a page and checks the cursor has not outlived the tombstones it depends on. */
+  async function readPage(scopes: PullScope[], from: Position, limit: number): Promise<ChangePage> {
+    const page = await changeLog.pull(db, scopes, from, limit);
+    if (from.tx !== START.tx && !after(from, page.pruned)) {
+      throw new LeveeError('cursor_expired', 'Deleted documents since this cursor have been forgotten: sync again from scratch (no cursor)');
+    }
+    return page;
+  }
+
+  /** The position after a page: its last change, or — when the page holds all there is — the horizon. */
+  function nextPosition(page: ChangePage, from: Position, full: boolean): Position {
+    const last = page.rows.at(-1);
+    if (full && last) return { tx: last.tx, seq: last.seq };
+    const caughtUp = { tx: page.horizon - 1, seq: SEQ_MAX };
+    return after(caughtUp, from) ? caughtUp : from;
+  }
+
+  async function applyOne(tx: Queryable, p: Principal, m: Mutation): Promise<MutationResult> {
+    const c = docs.collection(m.collection);
+    if (!UUID.test(m.docId)) throw new LeveeError('document_invalid', 'docId is a UUID');
+    const row = await documents.get(tx, c.name, m.docId, true);
+    if (m.op === 'create') {
+      if (row) {
+        if (!canRead(c.read, p, row.owner_id)) throw new LeveeError('document_exists');
+        return { id: m.id, status: 'conflict', current: toDocument(row) };
+      }
+      const d = await docs.create(c.name, p, m.data, { tx, id: m.docId });
+      return { id: m.id, status: 'applied', version: d.version };
+    }
+    if (!row) {
+      const tomb = await changeLog.ofDocument(tx, c.name, m.docId);
+      if (!tomb?.deleted || !canRead(c.read, p, tomb.owner_id)) throw new LeveeError('document_not_found');
+      // Deleting what is already deleted is done; changing it is a conflict the client must see.
+      return m.op === 'delete' ? { id: m.id, status: 'applied', version: null } : { id: m.id, status: 'conflict', current: null };
+    }
+    if (!canRead(c.read, p, row.owner_id)) throw new LeveeError('document_not_found');
+    checkChange(c.write, p, row.owner_id);
+    if (m.baseVersion === undefined) throw new LeveeError('bad_request', `baseVersion is required to ${m.op} a document`);
+    const stale = row.version !== m.baseVersion;
+    if (stale && c.conflict === 'server-wins') return { id: m.id, status: 'conflict', current: toDocument(row) };
+    // last-write-wins: this write is the later one. Its fields replace the server's; fields it did
+    // not touch keep the server's values (so a concurrent change to another field survives).
+    if (m.op === 'delete') {
+      await docs.remove(c.name, m.docId, p, { tx, ifMatch: row.version });
+      return { id: m.id, status: 'applied', version: null, ...(stale ? { merged: true } : {}) };
+    }
+    const d = await docs.patch(c.name, m.docId, p, m.data ?? {}, { tx, ifMatch: row.version });
+    return { id: m.id, status: 'applied', version: d.version, ...(stale ? { merged: true } : {}) };
+  }
+
+  return {
+    limits,
+    scopesFor,
+    readPage,
+    nextPosition,
+
+    async pull(p: Principal | undefined, q: { cursor?: string | undefined; collections?: string[] | undefined; limit?: number | undefined }) {
+      const from = cursors.decode(q.cursor);
+      const scopes = scopesFor(p, q.collections);
+      const limit = Math.min(q.limit ?? limits.pullMax, limits.pullMax);
+      const page = await readPage(scopes, from, limit);
+      const full = page.rows.length === limit;
+      return { changes: page.rows.map(toChange), cursor: cursors.encode(nextPosition(page, from, full)), hasMore: full };
+    },
+
+    /**
+     * Applies offline mutations in order, in one transaction, each at most once per mutation id.
+     * Each is answered applied, conflict or rejected; only a transient failure (database down,
+     * deadline) fails the batch, and then nothing of it is kept, so the retry starts clean.
+     */
+    async push(p: Principal | undefined, mutations: Mutation[]): Promise<{ results: MutationResult[] }> {
+      if (!p) throw new LeveeError('unauthenticated');
+      if (mutations.length > limits.pushMax) throw new LeveeError('payload_too_large', `A push carries at most ${limits.pushMax} mutations (this one has ${mutations.length})`);
+      const results = await db.transaction(async (tx) => {
+        const out: MutationResult[] = [];
+        for (const m of mutations) {
+          const prior = await mutationLog.get(tx, p.userId, m.id);
+          if (prior) {
+            out.push({ ...(prior as MutationResult), replayed: true });
+            continue;
+          }
+          let r: MutationResult;
+          try {
+            r = await applyOne(tx, p, m);
+          } catch (e) {
+            if (!(e instanceof LeveeError) || TRANSIENT.has(e.code)) throw e;
+            r = { id: m.id, status: 'rejected', code: e.code, detail: e.message };
+          }
+          await mutationLog.record(tx, p.userId, m.id, r, clock.now());
+          out.push(r);
+        }
+        return out;
+      });
+      if (results.some((r) => r.status === 'applied' && !r.replayed)) deps.onWrite?.();
+      return { results };
+    },
+  };
+}
+
+export type SyncService = ReturnType<typeof createSyncService>;
