@@ -8,6 +8,7 @@ import type { Clock } from '../lib/clock.js';
 import { LeveeError } from '../lib/errors.js';
 import { UUID } from '../lib/ids.js';
 import { after, SEQ_MAX, START, type CursorCodec, type Position } from './cursor.js';
+import { createWatermelonSync } from './watermelon.js';
 import { changeLog, mutationLog, type ChangePage, type ChangeRow, type PullScope } from './store.js';
 
 // Offline sync: pull what changed since a cursor, push a batch of offline mutations.
@@ -55,6 +56,14 @@ export interface SyncLimits {
   pullMax: number;
   /** Most mutations in one push. */
   pushMax: number;
+}
+
+/** The reads every sync protocol builds on (this API's and WatermelonDB's). */
+export interface SyncCore {
+  limits: SyncLimits;
+  scopesFor(p: Principal | undefined, names: string[] | undefined): PullScope[];
+  readPage(scopes: PullScope[], from: Position, limit: number): Promise<ChangePage>;
+  nextPosition(page: ChangePage, from: Position, full: boolean): Position;
 }
 
 /** Errors that say "try again later", not "this mutation is wrong": they fail the whole batch. */
@@ -135,11 +144,11 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
     return { id: m.id, status: 'applied', version: d.version, ...(stale ? { merged: true } : {}) };
   }
 
+  const core: SyncCore = { limits, scopesFor, readPage, nextPosition };
   return {
-    limits,
-    scopesFor,
-    readPage,
-    nextPosition,
+    ...core,
+    /** WatermelonDB's sync protocol over the same change log and rules. */
+    watermelon: createWatermelonSync({ db, clock, docs, sync: core, onWrite: deps.onWrite }),
 
     async pull(p: Principal | undefined, q: { cursor?: string | undefined; collections?: string[] | undefined; limit?: number | undefined }) {
       const from = cursors.decode(q.cursor);
@@ -185,3 +194,4 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
 }
 
 export type SyncService = ReturnType<typeof createSyncService>;
+

@@ -74,4 +74,52 @@ export const syncRoutes = (sync: SyncService): FastifyPluginAsyncTypebox => asyn
       response: { 200: Type.Object({ results: Type.Array(MutationResult) }), ...problems(400, 401, 413) },
     },
   }, async (req) => sync.push(req.principal, req.body.mutations as Mutation[]));
+
+  await app.register(watermelonRoutes(sync), { prefix: '/watermelon' });
+};
+
+// WatermelonDB's synchronize(): pullChanges and pushChanges map to these two (README: the glue).
+const WatermelonTable = Type.Object(
+  {
+    created: Type.Array(Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: true })),
+    updated: Type.Array(Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: true })),
+    deleted: Type.Array(Type.String({ maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+const LastPulledAt = Type.Union([Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), Type.Null()]);
+
+export const watermelonRoutes = (sync: SyncService): FastifyPluginAsyncTypebox => async (app) => {
+  const tags = ['sync'];
+  app.get('/', {
+    config: { priority: 'default' },
+    schema: {
+      tags,
+      summary: 'WatermelonDB pullChanges: {changes: {table: {created, updated, deleted}}, timestamp}',
+      querystring: Type.Object(
+        {
+          lastPulledAt: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}$', description: 'The timestamp of the previous pull; absent on the first sync' })),
+          collections: Type.Optional(Type.String({ maxLength: 2000 })),
+        },
+        { additionalProperties: true },
+      ),
+      response: { 200: Type.Object({ changes: Type.Record(Type.String(), WatermelonTable), timestamp: Type.Integer(), hasMore: Type.Boolean() }), ...problems(400, 401, 403, 404, 410) },
+    },
+  }, async (req) =>
+    sync.watermelon.pull(req.principal, {
+      lastPulledAt: req.query.lastPulledAt === undefined ? null : Number(req.query.lastPulledAt),
+      collections: req.query.collections?.split(',').map((s) => s.trim()).filter(Boolean),
+    }));
+
+  app.post('/', {
+    schema: {
+      tags,
+      summary: 'WatermelonDB pushChanges: applied all at once, or 409 sync_conflict (pull, then push again)',
+      body: Type.Object({ changes: Type.Record(Type.String({ maxLength: 64 }), WatermelonTable), lastPulledAt: LastPulledAt }, { additionalProperties: false }),
+      response: { 204: Type.Null(), ...problems(400, 401, 403, 404, 409, 413, 422) },
+    },
+  }, async (req, reply) => {
+    await sync.watermelon.push(req.principal, req.body as Parameters<SyncService['watermelon']['push']>[1]);
+    return reply.code(204).send(null);
+  });
 };
