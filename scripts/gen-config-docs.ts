@@ -28,7 +28,7 @@ export const EXAMPLE_CONFIG = {
       },
       maxDocumentBytes: 16384,
     },
-    notes: { read: 'owner', write: 'owner', indexes: ['updatedAt'] },
+    notes: { read: 'owner', write: 'owner', indexes: ['updatedAt'], conflict: 'last-write-wins' },
   },
 };
 
@@ -106,6 +106,7 @@ Documents are JSON objects; every document also has the system fields ${systemFi
 | \`indexes\` | \`[]\` | Fields that get a database index; only these (plus \`id\`, \`ownerId\` and \`createdAt\`) may be filtered and sorted on. |
 | \`schema\` | *(none)* | A JSON Schema every document must satisfy. |
 | \`maxDocumentBytes\` | \`${dflt.maxDocumentBytes}\` | Largest document, in bytes of its JSON (64 to 1048576). |
+| \`conflict\` | \`${dflt.conflict}\` | How an offline write based on an old version is settled: \`server-wins\` (answered as a conflict, the client merges) or \`last-write-wins\` (the offline change's fields are merged over the newer server version). See [sync.md](sync.md#conflicts). |
 
 ### Access rules
 
