@@ -114,7 +114,7 @@ describe('loadConfig', () => {
     const file = configFile({ collections: { posts: { read: 'public', write: 'owner', indexes: ['createdAt'] } } });
     const config = loadConfig({ LEVEE_CONFIG: file });
     assert.deepEqual([...config.collections.values()], [
-      { name: 'posts', read: 'public', write: 'owner', indexes: [{ name: 'createdAt', type: 'timestamp' }], maxDocumentBytes: 65_536 },
+      { name: 'posts', read: 'public', write: 'owner', indexes: [{ name: 'createdAt', type: 'timestamp' }], maxDocumentBytes: 65_536, conflict: 'server-wins' },
     ]);
   });
 
@@ -187,8 +187,13 @@ describe('parseCollections', () => {
     assert.equal(parseCollections(undefined).size, 0);
   });
 
-  it('fills in defaults: read authenticated, write owner, no indexes, 64 KiB documents', () => {
-    assert.deepEqual(parseCollections({ items: {} }).get('items'), { name: 'items', read: 'authenticated', write: 'owner', indexes: [], maxDocumentBytes: 65_536 });
+  it('fills in defaults: read authenticated, write owner, no indexes, 64 KiB documents, server-wins', () => {
+    assert.deepEqual(parseCollections({ items: {} }).get('items'), { name: 'items', read: 'authenticated', write: 'owner', indexes: [], maxDocumentBytes: 65_536, conflict: 'server-wins' });
+  });
+
+  it('takes a conflict policy and refuses an unknown one, naming the key', () => {
+    assert.equal(parseCollections({ x: { conflict: 'last-write-wins' } }).get('x')!.conflict, 'last-write-wins');
+    assert.throws(() => parseCollections({ x: { conflict: 'client-wins' } }), /collections\.x\.conflict must be one of server-wins, last-write-wins/);
   });
 
   it('accepts every rule and the bounds of maxDocumentBytes', () => {

@@ -19,6 +19,12 @@ export interface RoutePolicy {
   unprotected?: boolean | undefined;
   /** The route's costly work runs in a bulkhead of its own: no admission slot; refused here while it is full. */
   bulkhead?: { saturated(): boolean } | undefined;
+  /**
+   * Stays open for minutes or hours (realtime): holding an admission slot that long would starve
+   * requests, so such a route is admitted by its own bound (connection rate and count) instead.
+   * WebSocket upgrades never come through here at all (Node emits them as 'upgrade', not 'request').
+   */
+  longLived?: boolean | undefined;
 }
 
 export interface GateOptions {
@@ -101,7 +107,7 @@ export function createAdmissionGate(opts: GateOptions) {
         const path = url.split('?', 1)[0]!;
         const policy = policies.find(method as 'GET', path)?.store as RoutePolicy | undefined;
         const budget = Math.min(policy?.deadlineMs ?? opts.defaultDeadlineMs, opts.maxDeadlineMs);
-        if (!opts.admission || policy?.unprotected) return pass(handler, req, res, arrivedAt + budget, undefined);
+        if (!opts.admission || policy?.unprotected || policy?.longLived) return pass(handler, req, res, arrivedAt + budget, undefined);
         // Sign-ins: a request that waits for a password hash must not hold a slot a feed request
         // could use, nor teach the adaptive limit that the server is slow; its bulkhead bounds it.
         if (policy?.bulkhead) {

@@ -19,6 +19,8 @@ import { adminQueueRoutes } from './api/admin-queues.js';
 import { deviceRoutes } from './api/devices.js';
 import { pushRoutes } from './api/push.js';
 import { syncRoutes } from './api/sync.js';
+import { realtimeRoutes } from './api/realtime.js';
+import type { Realtime } from '../realtime/index.js';
 import type { SyncService } from '../sync/service.js';
 import type { DeviceService } from '../push/devices.js';
 import type { PushService } from '../push/service.js';
@@ -55,6 +57,10 @@ export interface AppDeps {
   queues?: JobQueues | undefined;
   /** Fastify's trustProxy (LEVEE_TRUST_PROXY): where the client IP comes from behind a proxy. */
   trustProxy?: boolean | number | string[];
+  /** Realtime (WebSocket and SSE at /v1/realtime), served when present (the api role). */
+  realtime?: Realtime | undefined;
+  /** Poked after every committed document write (wakes the realtime tailers). */
+  signal?: { poke(): void } | undefined;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -144,7 +150,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       v1.addHook('onRequest', authenticate(deps.tokens));
       if (deps.rateLimits) v1.addHook('onRequest', limitByUserAndRoute(deps.rateLimits)); // per user and per route: after it
       await v1.register(authRoutes(deps.auth), { prefix: '/auth' });
-      await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock }), { prefix: '/collections' });
+      const signal = deps.signal;
+      await v1.register(documentRoutes({ docs: deps.docs, db: deps.db, clock: deps.clock, onWrite: signal && (() => signal.poke()) }), { prefix: '/collections' });
       if (deps.queues) await v1.register(adminQueueRoutes(deps.queues), { prefix: '/admin/queues' });
       await v1.register(syncRoutes(deps.sync), { prefix: '/sync' });
       await v1.register(deviceRoutes(deps.devices), { prefix: '/devices' });
@@ -152,5 +159,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     { prefix: '/v1' },
   );
+  // Outside the /v1 scope: its own hook order (connection admission before rate limits and tokens).
+  if (deps.realtime) {
+    await app.register(realtimeRoutes({ realtime: deps.realtime, tokens: deps.tokens, rateLimits: deps.rateLimits, metrics: deps.metrics.realtime, maxFrameBytes: deps.realtime.settings.maxFrameBytes }), { prefix: '/v1/realtime' });
+  }
   return app;
 }

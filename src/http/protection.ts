@@ -25,6 +25,8 @@ declare module 'fastify' {
     unprotected?: boolean;
     /** The route's costly work is bounded by a bulkhead of its own (password hashing): see RoutePolicy. */
     bulkhead?: { saturated(): boolean };
+    /** A connection that stays open (realtime SSE): admitted by its own connection admission, see RoutePolicy. */
+    longLived?: boolean;
   }
 }
 
@@ -39,8 +41,8 @@ export async function installProtection(app: FastifyInstance, gate: AdmissionGat
   // Each route's policy goes to the gate; its handler runs inside the request's deadline scope
   // (see protection/deadline.ts).
   app.addHook('onRoute', (route) => {
-    const { priority, deadlineMs, unprotected, bulkhead } = route.config ?? {};
-    gate.addRoute(route.method, route.url, { priority, deadlineMs, unprotected, bulkhead });
+    const { priority, deadlineMs, unprotected, bulkhead, longLived } = route.config ?? {};
+    gate.addRoute(route.method, route.url, { priority, deadlineMs, unprotected, bulkhead, longLived });
     const handler = route.handler;
     route.handler = function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
       const deadline = req.deadline;

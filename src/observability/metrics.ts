@@ -53,7 +53,26 @@ export function createMetrics(roles: string[]) {
       },
     });
   };
-  return { registry, httpDuration, admissionRejected, watchAdmission, watchQueues };
+  const realtime = realtimeMetrics(registry);
+  return { registry, httpDuration, admissionRejected, watchAdmission, watchQueues, realtime };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Realtime: connections, refusals, deliveries, slow consumers, and how far behind writes the tailer reads. */
+function realtimeMetrics(registry: Registry) {
+  const connected = new Gauge({ name: 'levee_realtime_connections', help: 'Open realtime connections by transport (ws, sse)', labelNames: ['transport'] as const, registers: [registry] });
+  const refused = new Counter({ name: 'levee_realtime_connections_refused_total', help: 'Realtime connections refused before the upgrade, by reason (rate, max_connections, draining)', labelNames: ['reason'] as const, registers: [registry] });
+  const delivered = new Counter({ name: 'levee_realtime_events_delivered_total', help: 'Change events written to realtime connections (live and catch-up)', registers: [registry] });
+  const slow = new Counter({ name: 'levee_realtime_slow_consumer_disconnects_total', help: 'Realtime connections closed because their send buffer was over LEVEE_REALTIME_MAX_BUFFERED_BYTES', registers: [registry] });
+  const lag = new Histogram({ name: 'levee_realtime_tailer_lag_seconds', help: 'From a change being written to the realtime tailer reading it', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
+  const signalDropped = new Counter({ name: 'levee_realtime_signal_dropped_total', help: 'Change signals not published (Redis unavailable); the idle poll covers them', registers: [registry] });
+  return {
+    connections: (transport: 'ws' | 'sse', delta: number) => connected.inc({ transport }, delta),
+    refused: (reason: string) => refused.inc({ reason }),
+    delivered: (n: number) => delivered.inc(n),
+    slowConsumer: () => slow.inc(),
+    tailerLag: (seconds: number) => lag.observe(seconds),
+    signalDropped: () => signalDropped.inc(),
+  };
+}

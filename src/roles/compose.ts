@@ -33,6 +33,7 @@ import { createSignInThrottle } from '../protection/brute-force.js';
 import { createBucketStore, createRateLimits } from '../protection/rate-limits.js';
 import { createSharedRedis } from '../protection/redis.js';
 import { createLogger } from '../observability/logger.js';
+import { createLocalSignal, createRealtime, createRedisSignal, type Realtime } from '../realtime/index.js';
 
 // The composition root: the one place that reads configuration and builds adapters and services.
 
@@ -113,16 +114,49 @@ export async function composeServices(config: Config, rawDb: Db, metrics: Metric
     google: createIdTokenVerifier('google', { jwksUrl: config.googleJwksUrl, issuers: config.googleIssuers, audiences: config.googleAudiences }, jwksFetch('google')),
   });
   const docs = createDocumentService({ db, clock, collections: config.collections });
+  // Every write pokes the realtime tailers: this process's, and with Redis every API process's.
+  const signal = limits.redis && config.redisUrl
+    ? createRedisSignal({ redis: limits.redis, url: config.redisUrl, channel: `${config.redisKeyPrefix}realtime:changes`, logger: logger ?? createLogger('silent'), onDropped: metrics.realtime.signalDropped })
+    : createLocalSignal();
+  const cursors = createCursorCodec(await serverSecret(db, 'sync_cursor'));
   const sync = createSyncService({
     db,
     clock,
     collections: config.collections,
     docs,
-    cursors: createCursorCodec(await serverSecret(db, 'sync_cursor')),
+    cursors,
     limits: { pullMax: config.syncPullLimit, pushMax: config.syncPushMaxMutations },
+    onWrite: () => signal.poke(),
   });
   const devices = createDeviceService({ db, clock, rules: { topics: config.pushTopics, webPushAllowedHosts: config.webPushAllowedHosts } });
-  return { db, keys, tokens, auth, docs, sync, devices, serverKey: config.serverKey, passwords, dependency, rateLimits: limits.rateLimits, redis: limits.redis };
+  return { db, keys, tokens, auth, docs, sync, cursors, signal, devices, serverKey: config.serverKey, passwords, dependency, rateLimits: limits.rateLimits, redis: limits.redis };
+}
+
+/** Realtime for the api role: the change-log tailer, the hub and the connection bounds (start() it). */
+export function composeRealtime(config: Config, services: Services, metrics: Metrics, logger: Logger): Realtime {
+  return createRealtime({
+    db: services.db,
+    sync: services.sync,
+    cursors: services.cursors,
+    collections: config.collections,
+    signal: services.signal,
+    logger,
+    metrics: metrics.realtime,
+    settings: {
+      pollMs: config.realtimePollMs,
+      pingIntervalMs: config.realtimePingIntervalMs,
+      maxBufferedBytes: config.realtimeMaxBufferedBytes,
+      maxSubscriptions: config.realtimeMaxSubscriptions,
+      maxFrameBytes: config.realtimeMaxFrameBytes,
+      messagesPerSecond: config.realtimeMessagesPerSecond,
+      maxConnections: config.realtimeMaxConnections,
+      acceptPerSecond: config.realtimeAcceptPerSecond,
+      acceptBurst: config.realtimeAcceptBurst,
+      catchUpConcurrency: config.realtimeCatchUpConcurrency,
+      catchUpQueue: config.realtimeCatchUpQueue,
+      catchUpBudgetMs: config.requestDeadlineMs,
+    },
+  });
 }
 
 export type Services = Awaited<ReturnType<typeof composeServices>>;

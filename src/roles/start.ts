@@ -8,7 +8,7 @@ import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
 import { createPushService } from '../push/service.js';
 import { composeProviders } from '../push/compose.js';
-import { composeProtection, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
+import { composeProtection, composeRealtime, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
 import { startWorker } from './worker.js';
@@ -59,10 +59,18 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     // Provider credentials are read and checked before the process starts serving.
     const providers = roles.includes('push') ? composeProviders(config, services.dependency) : {};
 
+    undo.push(() => services.signal.close());
+    // Realtime follows the change log from its head, in API processes only.
+    const realtime = roles.includes('api') ? composeRealtime(config, services, metrics, logger) : undefined;
+    if (realtime) {
+      await realtime.start();
+      undo.push(() => realtime.stop());
+    }
+
     // Fastify and the API are loaded only by processes that serve it: a worker or push process
     // stays smaller (DESIGN: those roles never load Fastify).
     const http = roles.includes('api')
-      ? await listenApi(await (await import('../http/app.js')).buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy }), config, logger)
+      ? await listenApi(await (await import('../http/app.js')).buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
@@ -83,7 +91,10 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
       (stopping ??= (async () => {
         logger.info({ reason }, 'draining');
         lifecycle.draining = true;
+        // Closing the server first tells realtime clients to reconnect elsewhere (1001).
         await http.close(config.shutdownGraceMs);
+        await realtime?.stop();
+        await services.signal.close();
         await Promise.all(stoppers.map((s) => s()));
         await queues.close();
         services.keys.stop();

@@ -63,7 +63,15 @@ export interface SyncCore {
   limits: SyncLimits;
   scopesFor(p: Principal | undefined, names: string[] | undefined): PullScope[];
   readPage(scopes: PullScope[], from: Position, limit: number): Promise<ChangePage>;
-  nextPosition(page: ChangePage, from: Position, full: boolean): Position;
+}
+
+/** The position after a page: its last change when full, else the horizon (all below it is read). */
+export function positionAfter(page: ChangePage, from: Position, full: boolean): Position {
+  const last = page.rows.at(-1);
+  if (full && last) return { tx: last.tx, seq: last.seq };
+  // Every row of a page is below its horizon, so this is at or after the page's last change.
+  const caughtUp = { tx: page.horizon - 1, seq: SEQ_MAX };
+  return after(caughtUp, from) ? caughtUp : from;
 }
 
 /** Errors that say "try again later", not "this mutation is wrong": they fail the whole batch. */
@@ -103,14 +111,6 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
     return page;
   }
 
-  /** The position after a page: its last change, or — when the page holds all there is — the horizon. */
-  function nextPosition(page: ChangePage, from: Position, full: boolean): Position {
-    const last = page.rows.at(-1);
-    if (full && last) return { tx: last.tx, seq: last.seq };
-    const caughtUp = { tx: page.horizon - 1, seq: SEQ_MAX };
-    return after(caughtUp, from) ? caughtUp : from;
-  }
-
   async function applyOne(tx: Queryable, p: Principal, m: Mutation): Promise<MutationResult> {
     const c = docs.collection(m.collection);
     if (!UUID.test(m.docId)) throw new LeveeError('document_invalid', 'docId is a UUID');
@@ -144,7 +144,7 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
     return { id: m.id, status: 'applied', version: d.version, ...(stale ? { merged: true } : {}) };
   }
 
-  const core: SyncCore = { limits, scopesFor, readPage, nextPosition };
+  const core: SyncCore = { limits, scopesFor, readPage };
   return {
     ...core,
     /** WatermelonDB's sync protocol over the same change log and rules. */
@@ -156,7 +156,7 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
       const limit = Math.min(q.limit ?? limits.pullMax, limits.pullMax);
       const page = await readPage(scopes, from, limit);
       const full = page.rows.length === limit;
-      return { changes: page.rows.map(toChange), cursor: cursors.encode(nextPosition(page, from, full)), hasMore: full };
+      return { changes: page.rows.map(toChange), cursor: cursors.encode(positionAfter(page, from, full)), hasMore: full };
     },
 
     /**

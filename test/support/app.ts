@@ -8,7 +8,8 @@ import { buildApp } from '../../src/http/app.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.js';
-import { composeProtection, composeServices, migrateDatabase, type Services } from '../../src/roles/compose.js';
+import { composeProtection, composeRealtime, composeServices, migrateDatabase, type Services } from '../../src/roles/compose.js';
+import type { Realtime } from '../../src/realtime/index.js';
 import { createOps, type Lifecycle } from '../../src/roles/ops.js';
 import type { Engine, TestDatabase } from './engines.js';
 import type { PgliteDb } from '../../src/db/adapters/pglite.js';
@@ -41,12 +42,13 @@ export interface TestApp {
   lifecycle: Lifecycle;
   queues: JobQueues | undefined;
   metrics: Metrics;
+  realtime: Realtime | undefined;
   /** app.inject with a JSON body and an optional bearer token. */
   call(method: InjectOptions['method'], url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
-export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger; queues?: boolean } = {}): Promise<TestApp> {
+export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger; queues?: boolean; realtime?: boolean } = {}): Promise<TestApp> {
   const database = await engine.create();
   const config = testConfig(opts.overrides, opts.collections ?? DEFAULT_COLLECTIONS);
   const clock = opts.clock ?? systemClock;
@@ -60,7 +62,10 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
     ? await openJobQueues(engine.name === 'pglite' ? { kind: 'pglite', session: (database.db as PgliteDb).session } : { kind: 'postgres', url: database.url!, poolSize: 4 }, queueSpecs(), metrics.registry)
     : undefined;
   const push = queues ? createPushService({ db: services.db, clock, queues, topics: config.pushTopics }) : undefined;
-  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, push, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy });
+  // Realtime (the change-log tailer and /v1/realtime) when a suite asks for it.
+  const realtime = opts.realtime ? composeRealtime(config, services, metrics, opts.logger ?? createLogger('silent')) : undefined;
+  await realtime?.start();
+  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, push, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime });
   await app.ready();
   return {
     app,
@@ -77,8 +82,11 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
         headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
         ...(o.body !== undefined ? { payload: JSON.stringify(o.body) } : {}),
       }),
+    realtime,
     async close() {
       await app.close();
+      await realtime?.stop();
+      await services.signal.close();
       services.keys.stop();
       await services.redis?.close();
       await services.passwords.close();

@@ -35,8 +35,16 @@ function parseIfMatch(raw: unknown): number | undefined {
   return Number(m[1]);
 }
 
-export const documentRoutes = (deps: { docs: DocumentService; db: Db; clock: Clock }): FastifyPluginAsyncTypebox => async (app) => {
-  const { docs, db, clock } = deps;
+export const documentRoutes = (deps: { docs: DocumentService; db: Db; clock: Clock; onWrite?: (() => void) | undefined }): FastifyPluginAsyncTypebox => async (app) => {
+  const { docs, db, clock, onWrite } = deps;
+
+  // After a write's response is sent its transaction has committed (an Idempotency-Key write
+  // commits after the handler returns): only then may realtime look for it. A replay wrote nothing.
+  if (onWrite) {
+    app.addHook('onResponse', async (req, reply) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD' && reply.statusCode < 300 && !reply.hasHeader('idempotent-replayed')) onWrite();
+    });
+  }
 
   /** Runs a write once per Idempotency-Key: a retry replays the stored first response. */
   async function writeOnce(req: FastifyRequest, reply: FastifyReply, run: (tx: Queryable | undefined) => Promise<StoredResponse>) {
