@@ -35,6 +35,21 @@ export interface ChangePage {
   pruned: Position;
 }
 
+/**
+ * The horizon: every transaction below it has ended, so every change below it is visible. It is the
+ * snapshot's xmin, except that transactions of *other databases* on the same PostgreSQL cluster are
+ * ignored (they cannot write this log): xmin is cluster-wide, and a long transaction elsewhere would
+ * otherwise hold back every pull and realtime event here. A transaction is only ignored when
+ * pg_stat_activity positively shows it in another database; one that ended meanwhile, or that the
+ * role may not see, still counts — conservative, so a change is delayed at worst, never skipped.
+ */
+const HORIZON_CTE = `
+  s AS (SELECT pg_current_snapshot() AS snap),
+  elsewhere AS MATERIALIZED (SELECT backend_xid FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND datname <> current_database()),
+  h AS (SELECT LEAST(pg_snapshot_xmax(snap)::text::bigint,
+                     (SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap) x WHERE xid(x) NOT IN (SELECT backend_xid FROM elsewhere))) AS horizon
+          FROM s)`;
+
 function pullSql(scopes: PullScope[], from: Position, limit: number) {
   const params: unknown[] = [from.tx, from.seq, limit];
   const branches = scopes.map((s) => {
@@ -49,7 +64,7 @@ function pullSql(scopes: PullScope[], from: Position, limit: number) {
   // LEFT JOIN LATERAL: the horizon comes back even when no change does. The horizon and the rows
   // come from one statement, hence one snapshot; reading it separately could skip a change.
   const sql = `
-    WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon)
+    WITH ${HORIZON_CTE}
     SELECT h.horizon::float8 AS horizon, sh.tx::float8 AS pruned_tx, sh.seq::float8 AS pruned_seq,
            c.collection, c.doc_id, c.owner_id, c.tx::float8 AS tx, c.seq::float8 AS seq,
            (c.created_tx, c.created_seq) > ($1::bigint, $2::bigint) AS created, c.deleted, c.version, c.changed_at,

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { signUp, createTestApp, type TestApp } from '../support/app.js';
-import { engines } from '../support/engines.js';
+import pg from 'pg';
+import { createPostgresDatabase, engines } from '../support/engines.js';
 import type { Principal } from '../../src/auth/access-tokens.js';
 
 // Item 2's proof: concurrent transactions take their change-log sequence numbers in one order and
@@ -93,6 +94,39 @@ for (const engine of (await engines()).filter((e) => e.name === 'postgres')) {
       const lost = [...written].filter((k) => !naiveSeen.has(k.split('@')[0]!)).length;
       ctx.diagnostic(`reading by sequence number alone lost ${lost} of ${written.size} writes`);
       assert.ok(lost > 0, 'commits never landed behind a reader: the run did not exercise the race');
+    });
+
+    it('is held back by a transaction open in its own database, not by one in another database of the cluster', async () => {
+      const user = await signUp(t);
+      const p: Principal = await t.services.tokens.verify(user.accessToken);
+      const { docs, sync } = t.services;
+      const start = (await sync.pull(p, {})).cursor;
+      const pulledIds = async () => (await sync.pull(p, { cursor: start, collections: ['items'] })).changes.map((c) => c.id);
+      const openTransaction = async (url: string) => {
+        const c = new pg.Client({ connectionString: url });
+        await c.connect();
+        await c.query('BEGIN');
+        await c.query('SELECT pg_current_xact_id()'); // it now has a transaction id: it is "running"
+        return c;
+      };
+      const elsewhere = await createPostgresDatabase();
+      const foreign = await openTransaction(elsewhere.url);
+      const own = await openTransaction(t.database.url!);
+      try {
+        const a = await docs.create('items', p, { n: 'a' });
+        // A transaction of this database that began before the write might still write below it.
+        assert.deepEqual(await pulledIds(), [], 'a change above a running transaction of this database is held back');
+        await own.query('COMMIT');
+        assert.deepEqual(await pulledIds(), [a.id], 'visible once that transaction ended');
+        // One in another database cannot write this log: it holds nothing back.
+        const b = await docs.create('items', p, { n: 'b' });
+        assert.deepEqual(await pulledIds(), [a.id, b.id]);
+      } finally {
+        await own.end().catch(() => {});
+        await foreign.query('ROLLBACK').catch(() => {});
+        await foreign.end().catch(() => {});
+        await elsewhere.drop();
+      }
     });
   });
 }
