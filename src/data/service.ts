@@ -164,12 +164,14 @@ export function createDocumentService(deps: { db: Db; clock: Clock; collections:
       });
     },
 
-    async remove(name: string, id: string, p: Principal | undefined, opts: WriteOptions = {}): Promise<void> {
+    /** Deletes a document; returns the version it had. */
+    async remove(name: string, id: string, p: Principal | undefined, opts: WriteOptions = {}): Promise<number> {
       const c = collection(name);
       checkCreate(c.write, p);
-      await inTx(opts.tx, async (q) => {
-        await lockForChange(q, c, id, p, opts.ifMatch);
+      return inTx(opts.tx, async (q) => {
+        const row = await lockForChange(q, c, id, p, opts.ifMatch);
         await documents.delete(q, c.name, id);
+        return row.version;
       });
     },
   };

@@ -1,6 +1,6 @@
 import type { Principal } from '../auth/access-tokens.js';
 import type { CollectionConfig } from '../config/collections.js';
-import { canRead, checkChange, readScope } from '../data/access.js';
+import { canRead, readScope } from '../data/access.js';
 import { toDocument, type DocumentService, type PublicDocument } from '../data/service.js';
 import { documents } from '../data/store.js';
 import type { Db, Queryable } from '../db/port.js';
@@ -111,37 +111,52 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
     return page;
   }
 
+  /** The server's current document, for a conflict answer (null when it was deleted). */
+  async function current(tx: Queryable, c: CollectionConfig, p: Principal, id: string): Promise<PublicDocument | null> {
+    const row = await documents.get(tx, c.name, id);
+    if (row && !canRead(c.read, p, row.owner_id)) throw new LeveeError('document_not_found');
+    return row ? toDocument(row) : null;
+  }
+
+  /**
+   * One mutation. The common path is one statement for a create and two for an update or delete
+   * (the locked read and the write, inside the document service); conflicts and deleted documents
+   * cost a read more.
+   */
   async function applyOne(tx: Queryable, p: Principal, m: Mutation): Promise<MutationResult> {
     const c = docs.collection(m.collection);
     if (!UUID.test(m.docId)) throw new LeveeError('document_invalid', 'docId is a UUID');
-    const row = await documents.get(tx, c.name, m.docId, true);
     if (m.op === 'create') {
-      if (row) {
-        if (!canRead(c.read, p, row.owner_id)) throw new LeveeError('document_exists');
+      try {
+        const d = await docs.create(c.name, p, m.data, { tx, id: m.docId });
+        return { id: m.id, status: 'applied', version: d.version };
+      } catch (e) {
+        if (!(e instanceof LeveeError && e.code === 'document_exists')) throw e;
+        const row = await documents.get(tx, c.name, m.docId);
+        if (!row || !canRead(c.read, p, row.owner_id)) throw e;
         return { id: m.id, status: 'conflict', current: toDocument(row) };
       }
-      const d = await docs.create(c.name, p, m.data, { tx, id: m.docId });
-      return { id: m.id, status: 'applied', version: d.version };
     }
-    if (!row) {
+    if (m.baseVersion === undefined) throw new LeveeError('bad_request', `baseVersion is required to ${m.op} a document`);
+    // server-wins: only the version the client saw may be changed. last-write-wins: this write is
+    // the later one, so it applies to whatever version is current — its fields replace the
+    // server's, and fields it did not touch keep the server's values (a concurrent change to another
+    // field survives).
+    const ifMatch = c.conflict === 'server-wins' ? m.baseVersion : undefined;
+    try {
+      const before = m.op === 'delete' ? await docs.remove(c.name, m.docId, p, { tx, ifMatch }) : undefined;
+      const d = m.op === 'update' ? await docs.patch(c.name, m.docId, p, m.data ?? {}, { tx, ifMatch }) : undefined;
+      const merged = (d ? d.version - 1 : before!) !== m.baseVersion;
+      return { id: m.id, status: 'applied', version: d ? d.version : null, ...(merged ? { merged: true } : {}) };
+    } catch (e) {
+      if (!(e instanceof LeveeError)) throw e;
+      if (e.code === 'version_conflict') return { id: m.id, status: 'conflict', current: await current(tx, c, p, m.docId) };
+      if (e.code !== 'document_not_found') throw e;
       const tomb = await changeLog.ofDocument(tx, c.name, m.docId);
-      if (!tomb?.deleted || !canRead(c.read, p, tomb.owner_id)) throw new LeveeError('document_not_found');
+      if (!tomb?.deleted || !canRead(c.read, p, tomb.owner_id)) throw e;
       // Deleting what is already deleted is done; changing it is a conflict the client must see.
       return m.op === 'delete' ? { id: m.id, status: 'applied', version: null } : { id: m.id, status: 'conflict', current: null };
     }
-    if (!canRead(c.read, p, row.owner_id)) throw new LeveeError('document_not_found');
-    checkChange(c.write, p, row.owner_id);
-    if (m.baseVersion === undefined) throw new LeveeError('bad_request', `baseVersion is required to ${m.op} a document`);
-    const stale = row.version !== m.baseVersion;
-    if (stale && c.conflict === 'server-wins') return { id: m.id, status: 'conflict', current: toDocument(row) };
-    // last-write-wins: this write is the later one. Its fields replace the server's; fields it did
-    // not touch keep the server's values (so a concurrent change to another field survives).
-    if (m.op === 'delete') {
-      await docs.remove(c.name, m.docId, p, { tx, ifMatch: row.version });
-      return { id: m.id, status: 'applied', version: null, ...(stale ? { merged: true } : {}) };
-    }
-    const d = await docs.patch(c.name, m.docId, p, m.data ?? {}, { tx, ifMatch: row.version });
-    return { id: m.id, status: 'applied', version: d.version, ...(stale ? { merged: true } : {}) };
   }
 
   const core: SyncCore = { limits, scopesFor, readPage };
@@ -168,9 +183,12 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
       if (!p) throw new LeveeError('unauthenticated');
       if (mutations.length > limits.pushMax) throw new LeveeError('payload_too_large', `A push carries at most ${limits.pushMax} mutations (this one has ${mutations.length})`);
       const results = await db.transaction(async (tx) => {
+        // Answers already given (a retried batch) in one read; this batch's answers in one write.
+        const answered = await mutationLog.getMany(tx, p.userId, [...new Set(mutations.map((m) => m.id))]);
+        const fresh = new Map<string, MutationResult>();
         const out: MutationResult[] = [];
         for (const m of mutations) {
-          const prior = await mutationLog.get(tx, p.userId, m.id);
+          const prior = answered.get(m.id) ?? fresh.get(m.id);
           if (prior) {
             out.push({ ...(prior as MutationResult), replayed: true });
             continue;
@@ -182,9 +200,10 @@ export function createSyncService(deps: { db: Db; clock: Clock; collections: Map
             if (!(e instanceof LeveeError) || TRANSIENT.has(e.code)) throw e;
             r = { id: m.id, status: 'rejected', code: e.code, detail: e.message };
           }
-          await mutationLog.record(tx, p.userId, m.id, r, clock.now());
+          fresh.set(m.id, r);
           out.push(r);
         }
+        await mutationLog.recordMany(tx, p.userId, [...fresh.values()], clock.now());
         return out;
       });
       if (results.some((r) => r.status === 'applied' && !r.replayed)) deps.onWrite?.();

@@ -130,8 +130,26 @@ export const mutationLog = {
   async get(q: Queryable, userId: string, mutationId: string) {
     return (await q.query<StoredMutation>('SELECT result FROM sync_mutations WHERE user_id = $1 AND mutation_id = $2', [userId, mutationId])).rows[0]?.result;
   },
+  /** The stored answers among `mutationIds`, by id. */
+  async getMany(q: Queryable, userId: string, mutationIds: string[]): Promise<Map<string, Record<string, unknown>>> {
+    if (mutationIds.length === 0) return new Map();
+    const { rows } = await q.query<{ mutation_id: string; result: Record<string, unknown> }>(
+      'SELECT mutation_id, result FROM sync_mutations WHERE user_id = $1 AND mutation_id = ANY($2::text[])',
+      [userId, mutationIds],
+    );
+    return new Map(rows.map((r) => [r.mutation_id, r.result]));
+  },
   async record(q: Queryable, userId: string, mutationId: string, result: unknown, now: Date) {
     await q.query('INSERT INTO sync_mutations (user_id, mutation_id, result, created_at) VALUES ($1, $2, $3, $4)', [userId, mutationId, result, now]);
+  },
+  /** Stores answers, each under its own `id`, in one statement. */
+  async recordMany(q: Queryable, userId: string, results: { id: string }[], now: Date) {
+    if (results.length === 0) return;
+    await q.query(
+      `INSERT INTO sync_mutations (user_id, mutation_id, result, created_at)
+       SELECT $1, r->>'id', r, $3 FROM jsonb_array_elements($2::jsonb) AS r`,
+      [userId, JSON.stringify(results), now],
+    );
   },
   async purgeBefore(q: Queryable, before: Date): Promise<number> {
     return (await q.query('DELETE FROM sync_mutations WHERE created_at < $1', [before])).rowCount;
