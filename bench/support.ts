@@ -258,3 +258,58 @@ export function benchLifecycle(timeoutSeconds: number, killExtra: () => void = (
   watchdog.unref();
   return { cleanups, runCleanups };
 }
+
+/** Deletes every Redis key under `prefix` (a run's own prefix), in bounded rounds. */
+export async function deleteRedisPrefix(url: string, prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    for (let cursor = '0', rounds = 0; rounds < 10_000; rounds++) {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length) await redis.unlink(...keys);
+      cursor = next;
+      if (cursor === '0') break;
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * What every benchmark report states about the machine: CPU (and what shares it), memory, kernel,
+ * Node and — when the run uses them — the local PostgreSQL and Redis versions.
+ */
+export async function machineFacts(opts: { sharedBy: string; postgres?: { adminUrl: string; redisUrl: string } }): Promise<Record<string, string | number>> {
+  const { cpus, release, totalmem } = await import('node:os');
+  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  const facts: Record<string, string | number> = {
+    CPU: `${cpuModel}, ${cpus().length} cores (shared by ${opts.sharedBy})`,
+    cores: cpus().length,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GB`,
+    kernel: release(),
+    Node: process.version,
+  };
+  if (opts.postgres) {
+    const { default: pg } = await import('pg');
+    const c = new pg.Client({ connectionString: opts.postgres.adminUrl });
+    await c.connect();
+    try {
+      facts.PostgreSQL = `${(await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!} (local, default configuration, loopback TCP)`;
+    } finally {
+      await c.end();
+    }
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(opts.postgres.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await redis.connect();
+      facts.Redis = `${/redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?'} (local, loopback TCP)`;
+    } finally {
+      redis.disconnect();
+    }
+  }
+  return facts;
+}
+
+/** The installed version of a package. */
+export const packageVersion = (name: string): string => (JSON.parse(readFileSync(`${REPO}/node_modules/${name}/package.json`, 'utf8')) as { version: string }).version;

@@ -1,11 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, REPO, waitForQuiet } from '../support.js';
+import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, machineFacts, packageVersion, REPO, waitForQuiet } from '../support.js';
 import { flood, type FloodResult } from './flood.js';
 import { DOC_BEGIN, DOC_END, renderMarkdown, renderText, type EngineRun, type PushBenchReport } from './report.js';
 import { log, MockProcess, providerFiles, runEngine, type EngineName, type RunOptions } from './scenario.js';
@@ -59,32 +57,9 @@ const writeDocs = process.env.BENCH_DOCS === '1' || (process.env.BENCH_DOCS !== 
 let mock: MockProcess | undefined;
 const { cleanups, runCleanups } = benchLifecycle(opts.timeoutSeconds, () => mock?.kill());
 
-async function machineFacts(): Promise<Record<string, string | number>> {
-  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  const facts: Record<string, string | number> = {
-    CPU: `${cpuModel}, ${cpus().length} cores (shared by the mocks, Levee, PostgreSQL, Redis and the benchmark)`,
-    cores: cpus().length,
-    memory: `${Math.round(totalmem() / 2 ** 30)} GB`,
-    kernel: release(),
-    Node: process.version,
-  };
-  if (opts.engines.includes('postgres')) {
-    const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
-    await c.connect();
-    try {
-      facts.PostgreSQL = `${(await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!} (local, default configuration, loopback TCP)`;
-    } finally {
-      await c.end();
-    }
-    const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      facts.Redis = `${/redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?'} (local, loopback TCP)`;
-    } finally {
-      redis.disconnect();
-    }
-  }
-  const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+async function describeMachine(): Promise<Record<string, string | number>> {
+  const facts = await machineFacts({ sharedBy: 'the mocks, Levee, PostgreSQL, Redis and the benchmark', ...(opts.engines.includes('postgres') ? { postgres: { adminUrl: POSTGRES_ADMIN_URL, redisUrl: opts.redisUrl } } : {}) });
+  const pkg = packageVersion;
   facts['BullMQ / PGlite'] = `${pkg('bullmq')} / ${pkg('@electric-sql/pglite')}`;
   facts.OpenSSL = (() => {
     try {
@@ -108,7 +83,7 @@ async function main() {
   const t0 = performance.now();
   log(`push benchmark: ${opts.devices.toLocaleString('en-US')} devices, engines ${opts.engines.join(', ')}; ceiling ${opts.ceilingSeconds} s before each`);
   if (opts.engines.includes('postgres') && !(await postgresReachable())) throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL} (set LEVEE_TEST_POSTGRES_URL, or BENCH_PUSH_ENGINES=embedded)`);
-  const machine = await machineFacts();
+  const machine = await describeMachine();
 
   const m = new MockProcess();
   mock = m;

@@ -4,13 +4,12 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createPgliteDb } from '../../src/db/adapters/pglite.js';
 import type { Queryable } from '../../src/db/port.js';
 import { createPostgresDatabase } from '../../test/support/engines.js';
 import { summariseProfile, type ProfileSummary } from '../profile.js';
-import { cpuSecondsOf, cpuSecondsOfCommand, freePort, inheritedEnv, machineCpu, memoryOf, REPO, startChild, type Child } from '../support.js';
+import { cpuSecondsOf, cpuSecondsOfCommand, deleteRedisPrefix, freePort, inheritedEnv, machineCpu, memoryOf, REPO, startChild, type Child } from '../support.js';
 import { FCM_FILLER, TEAM, type FromMock, type MockReady, type MockReport, type ToMock } from './protocol.js';
 
 // One engine's run of the push benchmark: storage prepared and seeded straight by SQL, Levee
@@ -268,19 +267,7 @@ async function prepareStorage(engine: EngineName, o: RunOptions, files: Record<s
   const prefix = `levee-bench-push-${randomBytes(4).toString('hex')}:`;
   const cleanup = async () => {
     await db.drop();
-    const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      // Bounded: the prefix is this run's own.
-      for (let cursor = '0', rounds = 0; rounds < 10_000; rounds++) {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        if (keys.length) await redis.unlink(...keys);
-        cursor = next;
-        if (cursor === '0') break;
-      }
-    } finally {
-      redis.disconnect();
-    }
+    await deleteRedisPrefix(o.redisUrl, prefix);
   };
   cleanups.push(cleanup);
   const env = { ...base, DATABASE_URL: db.url, REDIS_URL: o.redisUrl, LEVEE_QUEUE_ENGINE: 'redis', LEVEE_REDIS_KEY_PREFIX: prefix };

@@ -1,10 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { POSTGRES_ADMIN_URL, postgresReachable } from '../../test/support/engines.js';
-import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, REPO } from '../support.js';
+import { benchLifecycle, envNumber, gitCommit, killAllChildren, loadAverage, machineFacts, packageVersion, REPO } from '../support.js';
 import { killClientProcesses } from './fanout.js';
 import { DOC_BEGIN, DOC_END, renderMarkdown, renderText, type SyncBenchReport } from './report.js';
 import { runEngine, type EngineResult, type RunOptions } from './scenario.js';
@@ -79,32 +76,9 @@ function checkOpenFiles(): void {
   }
 }
 
-async function machineFacts(): Promise<Record<string, string | number>> {
-  const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  const facts: Record<string, string | number> = {
-    CPU: `${cpuModel}, ${cpus().length} cores (shared by Levee, PostgreSQL, Redis, the client processes and the benchmark)`,
-    cores: cpus().length,
-    memory: `${Math.round(totalmem() / 2 ** 30)} GB`,
-    kernel: release(),
-    Node: process.version,
-  };
-  if (opts.engines.includes('postgres')) {
-    const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });
-    await c.connect();
-    try {
-      facts.PostgreSQL = `${(await c.query<{ v: string }>('SELECT version() AS v')).rows[0]!.v.split(' on ')[0]!} (local, default configuration, loopback TCP)`;
-    } finally {
-      await c.end();
-    }
-    const redis = new Redis(opts.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      facts.Redis = `${/redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?'} (local, loopback TCP)`;
-    } finally {
-      redis.disconnect();
-    }
-  }
-  const pkg = (name: string) => (JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+async function describeMachine(): Promise<Record<string, string | number>> {
+  const facts = await machineFacts({ sharedBy: 'Levee, PostgreSQL, Redis, the client processes and the benchmark', ...(opts.engines.includes('postgres') ? { postgres: { adminUrl: POSTGRES_ADMIN_URL, redisUrl: opts.redisUrl } } : {}) });
+  const pkg = packageVersion;
   facts['ws / @fastify/websocket / PGlite'] = `${pkg('ws')} / ${pkg('@fastify/websocket')} / ${pkg('@electric-sql/pglite')}`;
   const files = openFileLimit();
   facts['open files (ulimit -n, soft / hard)'] = `${files.soft} / ${files.hard}`;
@@ -118,7 +92,7 @@ async function main(cleanups: (() => Promise<void>)[]) {
   log(`sync benchmark: engines ${opts.engines.join(', ')}; backlog ${opts.backlog.toLocaleString('en-US')} changes, push ${opts.push.size}-mutation batches, ${opts.clients.toLocaleString('en-US')} WebSocket clients`);
   if (opts.engines.includes('postgres') && !(await postgresReachable())) throw new Error(`PostgreSQL is not reachable at ${POSTGRES_ADMIN_URL} (set LEVEE_TEST_POSTGRES_URL, or BENCH_SYNC_ENGINES=embedded)`);
   checkOpenFiles();
-  const machine = await machineFacts();
+  const machine = await describeMachine();
   const date = new Date().toISOString();
   const profileDir = opts.profile ? join(REPO, `bench/results/sync-profile-${date.replace(/[:.]/g, '-')}`) : undefined;
   const runOpts: RunOptions = {

@@ -3,12 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createPgliteDb } from '../../src/db/adapters/pglite.js';
 import type { Queryable } from '../../src/db/port.js';
 import { createPostgresDatabase } from '../../test/support/engines.js';
-import { freePort, inheritedEnv, REPO, requestJson, startChild, type Child } from '../support.js';
+import { deleteRedisPrefix, freePort, inheritedEnv, REPO, requestJson, startChild, type Child } from '../support.js';
 
 // The sync benchmark's server side: one engine's storage (a fresh PostgreSQL database plus a Redis
 // key prefix of its own, or an embedded data directory), the collections file, Levee's settings
@@ -117,19 +116,7 @@ export async function prepareStorage(engine: EngineName, o: { redisUrl: string; 
   const prefix = `levee-bench-sync-${randomBytes(4).toString('hex')}:`;
   const cleanup = async () => {
     await db.drop();
-    const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      // Bounded: the prefix is this run's own.
-      for (let cursor = '0', rounds = 0; rounds < 10_000; rounds++) {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        if (keys.length) await redis.unlink(...keys);
-        cursor = next;
-        if (cursor === '0') break;
-      }
-    } finally {
-      redis.disconnect();
-    }
+    await deleteRedisPrefix(o.redisUrl, prefix);
   };
   cleanups.push(cleanup);
   const env = { ...base, DATABASE_URL: db.url, REDIS_URL: o.redisUrl, LEVEE_REDIS_KEY_PREFIX: prefix };
