@@ -2,6 +2,8 @@
 // and documentation. This list is the single source: config/load.ts reads it, docs/configuration.md
 // is generated from it (npm run docs:config), and a test checks the two are in step.
 
+import { parseBuckets, type BucketConfig } from '../files/config.js';
+
 export type Parser<T> = (raw: unknown) => T;
 
 export interface Setting<T> {
@@ -209,6 +211,39 @@ export const SETTINGS = {
   passwordHashConcurrency: { env: 'LEVEE_PASSWORD_HASH_CONCURRENCY', default: 0, doc: 'Password hashes (argon2id, ~20 ms of CPU each) computed at once; 0 means half the CPU cores (at least 1), so a sign-in storm cannot take the CPU from other requests.', parse: int(0, 256) },
   passwordHashNice: { env: 'LEVEE_PASSWORD_HASH_NICE', default: 10, doc: 'CPU priority of the password-hashing threads (a nice value, 0–19; Linux only): above 0, a sign-in storm hashes with the CPU that other requests leave over instead of taking it from them.', parse: int(0, 19) },
   passwordHashQueue: { env: 'LEVEE_PASSWORD_HASH_QUEUE', default: 4, doc: 'Sign-ins and sign-ups that may wait for a hashing slot; past it they are refused (503 with Retry-After) before their body is read.', parse: int(0, 100_000) },
+  storage: { env: 'LEVEE_STORAGE', default: 'local' as const, doc: 'Where uploaded files live: `local` (a directory, see `LEVEE_FILES_DIR`) or `s3` (an S3-compatible bucket: AWS S3, MinIO, Cloudflare R2; see `LEVEE_S3_*`).', parse: oneOf('local', 's3') },
+  filesDir: { env: 'LEVEE_FILES_DIR', default: undefined as string | undefined, doc: 'Local storage: the directory for files. Unset: `<LEVEE_DATA_DIR>/files`. Every API and worker process must see the same directory.', parse: (raw: unknown) => str(raw) || undefined },
+  s3Bucket: { env: 'LEVEE_S3_BUCKET', default: undefined as string | undefined, doc: 'S3 storage: the bucket (required with `LEVEE_STORAGE=s3`).', parse: (raw: unknown) => str(raw) || undefined },
+  s3Endpoint: { env: 'LEVEE_S3_ENDPOINT', default: undefined as string | undefined, doc: 'S3 storage: the endpoint of an S3-compatible service, e.g. `http://127.0.0.1:9000` (MinIO) or `https://<account>.r2.cloudflarestorage.com` (R2). Unset: AWS S3.', parse: url('http:', 'https:') },
+  s3Region: { env: 'LEVEE_S3_REGION', default: 'us-east-1', doc: 'S3 storage: the region (`auto` for R2).', parse: (raw: unknown) => str(raw) || badValue('must not be empty') },
+  s3AccessKeyId: { env: 'LEVEE_S3_ACCESS_KEY_ID', default: undefined as string | undefined, doc: 'S3 storage: access key id. Leave it and the secret unset to use the AWS SDK\'s default chain (environment, instance or task role).', parse: (raw: unknown) => str(raw) || undefined },
+  s3SecretAccessKey: { env: 'LEVEE_S3_SECRET_ACCESS_KEY', default: undefined as string | undefined, doc: 'S3 storage: secret access key (with `LEVEE_S3_ACCESS_KEY_ID`).', parse: (raw: unknown) => str(raw) || undefined },
+  s3ForcePathStyle: { env: 'LEVEE_S3_FORCE_PATH_STYLE', default: false, doc: 'S3 storage: path-style URLs (`http://host/bucket/key`); `on` for MinIO.', parse: onOff },
+  s3TimeoutMs: { env: 'LEVEE_S3_TIMEOUT_MS', default: 5000, doc: 'S3 storage: bound on one metadata call (head, delete) or the start of a read.', parse: int(100, 600_000) },
+  s3TransferTimeoutMs: { env: 'LEVEE_S3_TRANSFER_TIMEOUT_MS', default: 120_000, doc: 'S3 storage: bound on one whole put or copy.', parse: int(1000, 3_600_000) },
+  s3Concurrency: { env: 'LEVEE_S3_CONCURRENCY', default: 64, doc: 'S3 storage: calls in flight per process (the bulkhead around S3); more wait in its queue.', parse: int(1, 10_000) },
+  s3Queue: { env: 'LEVEE_S3_QUEUE', default: 256, doc: 'S3 storage: calls that may wait for a slot; past it they get 503 `storage_unavailable`.', parse: int(0, 100_000) },
+  cdnBaseUrl: { env: 'LEVEE_CDN_BASE_URL', default: undefined as string | undefined, doc: 'Absolute base of the public file URLs clients receive, e.g. `https://cdn.example.com`: a CDN whose origin is Levee. Unset: URLs are paths on the API itself.', parse: url('https:', 'http:') },
+  mediaProxy: { env: 'LEVEE_MEDIA_PROXY', default: false, doc: 'S3 storage: stream private downloads through Levee instead of redirecting (302) to a presigned S3 URL (when S3 is not reachable from clients, or to keep one origin). The local engine always streams.', parse: onOff },
+  filesUrlSecret: {
+    env: 'LEVEE_FILES_URL_SECRET',
+    default: [] as string[],
+    doc: 'Secrets that sign private file URLs, comma-separated, at least 32 characters each: the first signs, all verify (rotation). Unset: one is generated and kept in the database, shared by every instance.',
+    parse: (raw: unknown) => list(raw).map((s) => (s.length >= 32 ? s : badValue('each secret must be at least 32 characters'))),
+  },
+  signedUrlTtlSeconds: { env: 'LEVEE_SIGNED_URL_TTL_SECONDS', default: 300, doc: 'Lifetime of a signed private file URL (and of the presigned S3 URL it redirects to).', parse: int(10, 7 * 86_400) },
+  uploadQuotaBytes: { env: 'LEVEE_UPLOAD_QUOTA_BYTES', default: 1_073_741_824, doc: 'Bytes each user may store (every file not failed counts, uploads in progress included); `0`: no quota. Over it: 413 `quota_exceeded`.', parse: int(0, Number.MAX_SAFE_INTEGER) },
+  uploadOneShotMaxBytes: { env: 'LEVEE_UPLOAD_ONESHOT_MAX_BYTES', default: 5_242_880, doc: 'Largest file taken by the one-shot upload (`POST /v1/files`); larger files must use the resumable (tus) upload.', parse: int(1, 1024 * 1_048_576) },
+  uploadExpiryHours: { env: 'LEVEE_UPLOAD_EXPIRY_HOURS', default: 24, doc: 'Uploads not finished this long after they were created are discarded by housekeeping (their bytes deleted, their quota freed).', parse: int(1, 8760) },
+  fileBuckets: {
+    env: 'LEVEE_FILE_BUCKETS',
+    default: undefined as BucketConfig[] | undefined,
+    doc: 'File buckets as a JSON array (in the config file: `fileBuckets`, an array): `{"name", "public", "maxFileBytes", "allowedTypes": [...], "variants": [{"name", "width", "height"?, "fit"?: "inside"|"cover", "quality"?}]}`. Unset: `avatars` (public, 5 MB, images, 128 and 512 px WebP squares) and `attachments` (private, 100 MB, images, PDF, video; 256 and 1600 px wide WebP). See docs/media.md.',
+    parse: (raw: unknown) => parseBuckets(raw),
+  },
+  imageMaxPixels: { env: 'LEVEE_IMAGE_MAX_PIXELS', default: 50_000_000, doc: 'Largest image (width × height) the worker processes, read from its header before decoding (against decompression bombs); larger images fail with `image_too_large`.', parse: int(1, 1_000_000_000) },
+  imageConcurrency: { env: 'LEVEE_IMAGE_CONCURRENCY', default: 2, doc: 'Worker role: images processed at once per process (each uses libvips threads and memory).', parse: int(1, 256) },
+  imageTimeoutMs: { env: 'LEVEE_IMAGE_TIMEOUT_MS', default: 30_000, doc: 'Worker role: budget for one image (all its variants); past it the job fails and is retried.', parse: int(100, 600_000) },
   googleIssuers: { env: 'LEVEE_GOOGLE_ISSUERS', default: ['https://accounts.google.com', 'accounts.google.com'], doc: 'Sign in with Google: accepted `iss` values.', parse: list },
 } satisfies Record<string, Setting<unknown>>;
 

@@ -95,4 +95,9 @@ export const fileStore = {
   async staleUploads(db: Queryable, olderThan: Date, limit: number): Promise<FileRow[]> {
     return (await db.query<FileRow>(`SELECT ${COLUMNS} FROM files WHERE state = 'uploading' AND updated_at < $1 ORDER BY updated_at LIMIT $2`, [olderThan, limit])).rows;
   },
+
+  /** Files left `processing` since before `olderThan` (their job was lost or dead-lettered): housekeeping re-enqueues them. */
+  async stuckProcessing(db: Queryable, olderThan: Date, limit: number): Promise<string[]> {
+    return (await db.query<{ id: string }>(`SELECT id FROM files WHERE state = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $2`, [olderThan, limit])).rows.map((r) => r.id);
+  },
 };

@@ -20,6 +20,8 @@ import { deviceRoutes } from './api/devices.js';
 import { pushRoutes } from './api/push.js';
 import { syncRoutes } from './api/sync.js';
 import { realtimeRoutes } from './api/realtime.js';
+import { fileRoutes } from './api/files.js';
+import type { Files } from '../files/index.js';
 import type { Realtime } from '../realtime/index.js';
 import type { SyncService } from '../sync/service.js';
 import type { DeviceService } from '../push/devices.js';
@@ -61,6 +63,10 @@ export interface AppDeps {
   realtime?: Realtime | undefined;
   /** Poked after every committed document write (wakes the realtime tailers). */
   signal?: { poke(): void } | undefined;
+  /** Media (uploads, file metadata, delivery at /v1/files), served when present. */
+  files?: Files | undefined;
+  /** LEVEE_SHUTDOWN_GRACE_MS: how long uploads still streaming may go on once closing starts. */
+  shutdownGraceMs?: number | undefined;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -156,6 +162,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await v1.register(syncRoutes(deps.sync), { prefix: '/sync' });
       await v1.register(deviceRoutes(deps.devices), { prefix: '/devices' });
       if (deps.push) await v1.register(pushRoutes(deps.push, deps.serverKey), { prefix: '/push' });
+      if (deps.files) await v1.register(fileRoutes({ files: deps.files, shutdownGraceMs: deps.shutdownGraceMs }), { prefix: '/files' });
     },
     { prefix: '/v1' },
   );

@@ -8,7 +8,7 @@ import { systemClock } from '../lib/clock.js';
 import { createMetrics } from '../observability/metrics.js';
 import { createPushService } from '../push/service.js';
 import { composeProviders } from '../push/compose.js';
-import { composeProtection, composeRealtime, composeServices, migrateDatabase, openDatabase, openQueues } from './compose.js';
+import { composeFiles, composeWorkerMedia, composeProtection, composeRealtime, composeServices, composeStorage, migrateDatabase, openDatabase, openQueues } from './compose.js';
 import { createOps, type Lifecycle, type Ops } from './ops.js';
 import { startPush } from './push.js';
 import { startWorker } from './worker.js';
@@ -67,14 +67,23 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
       undo.push(() => realtime.stop());
     }
 
+    // Media: one storage (behind its breaker and bulkhead) for the api role's uploads and downloads
+    // and the worker role's image jobs. The push role alone never opens it.
+    const storage = roles.includes('api') || roles.includes('worker') ? await composeStorage(config, services.dependency) : undefined;
+    if (storage) undo.push(() => storage.close());
+    const files = storage ? await composeFiles(config, services, { queues, storage, clock, logger }) : undefined;
+
     // Fastify and the API are loaded only by processes that serve it: a worker or push process
     // stays smaller (DESIGN: those roles never load Fastify).
     const http = roles.includes('api')
-      ? await listenApi(await (await import('../http/app.js')).buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime }), config, logger)
+      ? await listenApi(await (await import('../http/app.js')).buildApp({ clock, logger, metrics, ops, ...services, queues, push: createPushService({ db: services.db, clock, queues, topics: config.pushTopics }), protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime, files, shutdownGraceMs: config.shutdownGraceMs }), config, logger)
       : await listenOps(opsServer(ops), config);
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
-    if (roles.includes('worker')) stoppers.push((await startWorker({ db, clock, logger, queues, housekeeping: { tombstoneDays: config.syncTombstoneDays } })).stop);
+    if (roles.includes('worker')) {
+      const media = files && storage ? composeWorkerMedia(config, services.db, storage, files, queues, clock) : undefined;
+      stoppers.push((await startWorker({ db, clock, logger, queues, housekeeping: { tombstoneDays: config.syncTombstoneDays }, media })).stop);
+    }
     if (roles.includes('push')) {
       // The push role's own database pool on PostgreSQL (PGlite is one session whatever we do).
       const pushDb = config.databaseUrl ? await openDatabase({ ...config, dbPoolSize: config.pushDbPoolSize }, logger) : db;
@@ -97,6 +106,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
         await services.signal.close();
         await Promise.all(stoppers.map((s) => s()));
         await queues.close();
+        await storage?.close();
         services.keys.stop();
         await services.redis?.close();
         await services.passwords.close();

@@ -76,6 +76,7 @@ for (const engine of await engines()) {
       // Both providers configured against a local key set, so their routes verify (and refuse)
       // instead of answering 501 — and no request leaves the machine.
       t = await createTestApp(engine, {
+        files: true,
         overrides: {
           appleAudiences: [PROVIDER_AUD],
           appleJwksUrl: jwks.url,
@@ -139,7 +140,7 @@ for (const engine of await engines()) {
         assert.ok(has(m, p), `${m} ${p} is not enumerated`);
       }
       for (const r of routes) {
-        const url = r.path.replace(/\{(\w+)\}/g, ':$1');
+        const url = r.path.replace('{*}', '*').replace(/\{(\w+)\}/g, ':$1');
         assert.ok(t.app.hasRoute({ method: r.method, url }), `${r.method} ${r.path} is in the OpenAPI document but not served`);
       }
     });
@@ -175,7 +176,7 @@ for (const engine of await engines()) {
         pairs.map(([k, v, raw]) => (raw ? `${k.replace(/[#\s]/g, '')}=${v.replace(/[#\s&]/g, '')}` : `${enc(k)}=${enc(v)}`)).join('&'),
       );
       const path = fc.oneof(
-        { weight: 8, arbitrary: fc.record({ route: fc.constantFrom(...routes), collection: collectionSegment, id: idSegment }).map(({ route, collection, id }) => ({ route, url: route.path.replace('{collection}', collection).replace('{id}', id) })) },
+        { weight: 8, arbitrary: fc.record({ route: fc.constantFrom(...routes), collection: collectionSegment, id: idSegment }).map(({ route, collection, id }) => ({ route, url: route.path.replace('{collection}', collection).replace('{id}', id).replace('{*}', `${collection}/${id}`).replace('{variant}', collection) })) },
         { weight: 1, arbitrary: fc.webPath().map((p) => ({ route: undefined, url: `/v1${p}` })) },
         // Not `//…` or `/\…`: inject reads those as a host (a real client could not send them either).
         { weight: 1, arbitrary: fc.array(segment, { minLength: 1, maxLength: 6 }).map((s) => ({ route: undefined, url: `/v1/${s.join('/')}` })) },

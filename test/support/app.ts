@@ -17,6 +17,11 @@ import { openJobQueues } from '../../src/jobs/engines.js';
 import type { JobQueues } from '../../src/jobs/port.js';
 import { queueSpecs } from '../../src/jobs/queues.js';
 import { createPushService } from '../../src/push/service.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { composeFiles, composeFilesWorker, type FilesComposed } from '../../src/roles/compose.js';
+import { createStorage, guardStorage, isStorageOutage, storageUnavailable, type StorageConfig } from '../../src/files/index.js';
 
 export const DEFAULT_COLLECTIONS = {
   posts: { read: 'public', write: 'owner', indexes: ['createdAt', 'status', 'score'], schema: { type: 'object', properties: { title: { type: 'string', maxLength: 200 }, status: { type: 'string' }, score: { type: 'number' } } } },
@@ -43,12 +48,19 @@ export interface TestApp {
   queues: JobQueues | undefined;
   metrics: Metrics;
   realtime: Realtime | undefined;
+  /** Media, when the suite asked for `files`: the composed files layer and the worker's image job. */
+  files: FilesComposed | undefined;
+  processFile: ((payload: unknown) => Promise<unknown>) | undefined;
+  /** File ids whose image job was enqueued (without `queues`, nothing runs them: call processFile). */
+  enqueued: string[];
+  /** Local storage's directory (files: true). */
+  filesDir: string | undefined;
   /** app.inject with a JSON body and an optional bearer token. */
   call(method: InjectOptions['method'], url: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
-export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger; queues?: boolean; realtime?: boolean } = {}): Promise<TestApp> {
+export async function createTestApp(engine: Engine, opts: { overrides?: Partial<Settings>; collections?: unknown; clock?: Clock; logger?: Logger; queues?: boolean; realtime?: boolean; files?: boolean | { storage: StorageConfig } } = {}): Promise<TestApp> {
   const database = await engine.create();
   const config = testConfig(opts.overrides, opts.collections ?? DEFAULT_COLLECTIONS);
   const clock = opts.clock ?? systemClock;
@@ -65,7 +77,27 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
   // Realtime (the change-log tailer and /v1/realtime) when a suite asks for it.
   const realtime = opts.realtime ? composeRealtime(config, services, metrics, opts.logger ?? createLogger('silent')) : undefined;
   await realtime?.start();
-  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, push, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime });
+  // Media when a suite asks for it: local storage in a temp directory (or the storage given, e.g. s3rver).
+  const filesDir = opts.files === true ? mkdtempSync(join(tmpdir(), 'levee-files-')) : undefined;
+  const enqueued: string[] = [];
+  let files: FilesComposed | undefined;
+  let processFile: TestApp['processFile'];
+  if (opts.files) {
+    const storageConfig: StorageConfig = opts.files === true ? { engine: 'local', dir: filesDir! } : opts.files.storage;
+    const storage = guardStorage(await createStorage(storageConfig), services.dependency({ name: `storage_${storageConfig.engine}`, concurrency: 64, queue: 256, isFailure: isStorageOutage, unavailable: storageUnavailable }));
+    files = await composeFiles(config, services, {
+      storage,
+      clock,
+      queues,
+      enqueue: queues
+        ? undefined
+        : async (id) => {
+            enqueued.push(id);
+          },
+    });
+    processFile = composeFilesWorker(config, services.db, storage, clock).processFile;
+  }
+  const app = await buildApp({ clock, logger: opts.logger ?? createLogger('silent'), metrics, ops, ...services, queues, push, protection: composeProtection(config, metrics), bodyLimitBytes: config.bodyLimitBytes, trustProxy: config.trustProxy, realtime, files });
   await app.ready();
   return {
     app,
@@ -83,8 +115,14 @@ export async function createTestApp(engine: Engine, opts: { overrides?: Partial<
         ...(o.body !== undefined ? { payload: JSON.stringify(o.body) } : {}),
       }),
     realtime,
+    files,
+    processFile,
+    enqueued,
+    filesDir,
     async close() {
       await app.close();
+      await files?.close();
+      if (filesDir) rmSync(filesDir, { recursive: true, force: true });
       await realtime?.stop();
       await services.signal.close();
       services.keys.stop();
