@@ -2,7 +2,7 @@ import type { Db } from '../db/port.js';
 import type { Clock } from '../lib/clock.js';
 import { DEFAULT_FILES_CONFIG, type FilesConfig } from './config.js';
 import { createDelivery } from './delivery.js';
-import { createProcessJob } from './process-job.js';
+import { createProcessJob, type ProcessJobDeps } from './process-job.js';
 import { createImageProcessor, type ImageProcessorOptions } from './processing.js';
 import { createFilesService } from './service.js';
 import { createUrlSigner } from './signed-urls.js';
@@ -34,10 +34,10 @@ export function createFiles(deps: FilesDeps) {
   };
 }
 
-export function createFilesWorker(deps: { db: Db; storage: ObjectStorage; clock: Clock; config?: FilesConfig; processing?: ImageProcessorOptions }) {
+export function createFilesWorker(deps: { db: Db; storage: ObjectStorage; clock: Clock; config?: FilesConfig; processing?: ImageProcessorOptions; onSettled?: ProcessJobDeps['onSettled'] }) {
   const config = deps.config ?? DEFAULT_FILES_CONFIG;
   const processor = createImageProcessor(deps.processing);
-  return { processor, processFile: createProcessJob({ db: deps.db, storage: deps.storage, processor, clock: deps.clock, buckets: config.buckets }) };
+  return { processor, processFile: createProcessJob({ db: deps.db, storage: deps.storage, processor, clock: deps.clock, buckets: config.buckets, onSettled: deps.onSettled }) };
 }
 
 export { createStorage, guardStorage, isStorageOutage, storageUnavailable, type StorageConfig } from './storage/index.js';

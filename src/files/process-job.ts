@@ -23,6 +23,8 @@ export interface ProcessJobDeps {
   processor: ImageProcessor;
   clock: Clock;
   buckets: BucketConfig[];
+  /** After a file became ready or failed (e.g. to tell its owner's realtime connections). */
+  onSettled?: ((file: { id: string; ownerId: string; state: 'ready' | 'failed'; failureReason?: string }) => void) | undefined;
 }
 
 /** Failures that are the image's fault: retrying cannot help. */
@@ -63,7 +65,10 @@ export function createProcessJob(deps: ProcessJobDeps) {
       if (!(isLeveeError(e) && IMAGE_FAULTS.has(e.code))) throw e;
       const failed = await fileStore.transition(deps.db, fileId, 'processing', { state: 'failed', now: deps.clock.now(), failureReason: e.code });
       // The original of a refused image is not kept: it would never be served.
-      if (failed) await deps.storage.delete(row.key).catch(() => {});
+      if (failed) {
+        await deps.storage.delete(row.key).catch(() => {});
+        deps.onSettled?.({ id: fileId, ownerId: row.owner_id, state: 'failed', failureReason: e.code });
+      }
       return 'failed';
     }
 
@@ -81,6 +86,7 @@ export function createProcessJob(deps: ProcessJobDeps) {
       await Promise.all(Object.values(variants).filter((v) => !inUse.has(v.key)).map((v) => deps.storage.delete(v.key).catch(() => {})));
       return 'skipped';
     }
+    deps.onSettled?.({ id: fileId, ownerId: row.owner_id, state: 'ready' });
     return 'ready';
   };
 }

@@ -7,6 +7,7 @@ import type { PullScope } from '../sync/store.js';
 import type { CatchUpReader } from './catch-up.js';
 import type { RealtimeEvent } from './event.js';
 import type { Peer } from './peer.js';
+import type { UserEvent } from './signal.js';
 
 // The hub: who is subscribed to what, and the fan-out of each change to the connections that may
 // read it. Subscriptions are indexed by collection and by user, so a change costs a look-up and a
@@ -323,6 +324,16 @@ export function createHub(opts: HubOptions) {
         }
       }
       if (n) opts.onDelivered?.(n);
+    },
+
+    /** A notice to one user's connections that follow their user channel (not resumable). */
+    notifyUser(userId: string, event: UserEvent): void {
+      const own = byUser.get(userId);
+      if (!own) return;
+      for (const c of own) {
+        if (c.held || c.peer.buffered() > opts.maxBufferedBytes) continue; // catching up or slow: it will poll
+        c.peer.message({ type: 'event', event });
+      }
     },
 
     clients: (): ReadonlySet<Client> => clients,

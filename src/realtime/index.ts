@@ -126,6 +126,7 @@ export function createRealtime(deps: RealtimeDeps) {
     async start() {
       await tailer.start();
       deps.signal.onPoke(() => tailer.poke());
+      deps.signal.onUserEvent((userId, event) => hub.notifyUser(userId, event));
       heartbeatTimer = setInterval(() => heartbeats.forEach((beat) => beat()), settings.pingIntervalMs).unref();
     },
 

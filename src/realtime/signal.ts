@@ -13,12 +13,22 @@ export interface ChangeSignal {
   poke(): void;
   /** `fn` runs (asynchronously, coalesced) after pokes from this process or, with Redis, any instance. */
   onPoke(fn: () => void): void;
+  /**
+   * A notice for one user's realtime connections (e.g. "your file is ready"), from any role. Unlike
+   * changes these are not in the change log: best effort, not replayed on resume — the state they
+   * announce is always readable by polling. Never blocks or throws.
+   */
+  notifyUser(userId: string, event: UserEvent): void;
+  onUserEvent(fn: (userId: string, event: UserEvent) => void): void;
   close(): Promise<void>;
 }
+
+export type UserEvent = { type: string } & Record<string, unknown>;
 
 /** Embedded mode: one process, so the signal is a coalesced callback. */
 export function createLocalSignal(): ChangeSignal {
   const listeners: (() => void)[] = [];
+  const userListeners: ((userId: string, event: UserEvent) => void)[] = [];
   let scheduled = false;
   const fire = () => {
     scheduled = false;
@@ -31,8 +41,13 @@ export function createLocalSignal(): ChangeSignal {
       setImmediate(fire);
     },
     onPoke: (fn) => void listeners.push(fn),
+    notifyUser(userId, event) {
+      if (userListeners.length > 0) setImmediate(() => userListeners.forEach((fn) => fn(userId, event)));
+    },
+    onUserEvent: (fn) => void userListeners.push(fn),
     async close() {
       listeners.length = 0;
+      userListeners.length = 0;
     },
   };
 }
@@ -50,8 +65,9 @@ export interface RedisSignalOptions {
 }
 
 /**
- * With REDIS_URL: pokes are published on one channel and every API process subscribes to it. The
- * subscriber connection is opened by the first `onPoke` (API processes only; a worker only pokes).
+ * With REDIS_URL: pokes are published on one channel, user notices on another, and every API
+ * process subscribes to both. The subscriber connection is opened by the first `onPoke` or
+ * `onUserEvent` (API processes only; a worker only publishes).
  * Local listeners are called directly as well, so this process does not wait on Redis for its own
  * writes, and its own messages coming back are ignored.
  */
@@ -64,12 +80,43 @@ export function createRedisSignal(opts: RedisSignalOptions): ChangeSignal {
   let lastPublish = 0;
   let timer: NodeJS.Timeout | undefined;
 
+  const userChannel = `${opts.channel}:users`;
   const publish = () => {
     timer = undefined;
     lastPublish = Date.now();
     // Redis down or its circuit open: dropped (and counted); the idle poll covers it.
     if (!opts.redis.available()) return opts.onDropped?.();
     opts.redis.run((c) => c.publish(opts.channel, id)).catch(() => opts.onDropped?.());
+  };
+
+  /** Opens the subscriber connection once (API processes only; a worker only publishes). */
+  const subscribe = () => {
+    if (subscriber) return;
+    subscriber = new Redis(opts.url, { retryStrategy: reconnectDelay, maxRetriesPerRequest: null, connectTimeout: 2_000 });
+    let lastError = '';
+    subscriber.on('error', (err: Error) => {
+      if (err.message !== lastError) log.warn({ err: err.message }, 'realtime subscriber: redis connection error');
+      lastError = err.message;
+    });
+    // Resubscribed after a reconnect (ioredis does that); whatever was published meanwhile is
+    // read now rather than at the next idle poll.
+    subscriber.on('ready', () => {
+      lastError = '';
+      local.poke();
+    });
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === opts.channel) {
+        if (message !== id) local.poke();
+        return;
+      }
+      try {
+        const m = JSON.parse(message) as { from?: string; userId?: unknown; event?: UserEvent };
+        if (m.from !== id && typeof m.userId === 'string' && typeof m.event?.type === 'string') local.notifyUser(m.userId, m.event);
+      } catch {
+        // not one of ours
+      }
+    });
+    subscriber.subscribe(opts.channel, userChannel).catch((err: Error) => log.warn({ err: err.message }, 'realtime subscriber: subscribe failed (retried on reconnect)'));
   };
 
   return {
@@ -80,25 +127,19 @@ export function createRedisSignal(opts: RedisSignalOptions): ChangeSignal {
       if (wait <= 0) publish();
       else timer = setTimeout(publish, wait);
     },
+    notifyUser(userId, event) {
+      local.notifyUser(userId, event);
+      if (!opts.redis.available()) return opts.onDropped?.();
+      const message = JSON.stringify({ from: id, userId, event });
+      opts.redis.run((c) => c.publish(userChannel, message)).catch(() => opts.onDropped?.());
+    },
+    onUserEvent(fn) {
+      local.onUserEvent(fn);
+      subscribe();
+    },
     onPoke(fn) {
       local.onPoke(fn);
-      if (subscriber) return;
-      subscriber = new Redis(opts.url, { retryStrategy: reconnectDelay, maxRetriesPerRequest: null, connectTimeout: 2_000 });
-      let lastError = '';
-      subscriber.on('error', (err: Error) => {
-        if (err.message !== lastError) log.warn({ err: err.message }, 'realtime subscriber: redis connection error');
-        lastError = err.message;
-      });
-      // Resubscribed after a reconnect (ioredis does that); whatever was published meanwhile is
-      // read now rather than at the next idle poll.
-      subscriber.on('ready', () => {
-        lastError = '';
-        local.poke();
-      });
-      subscriber.on('message', (_channel: string, from: string) => {
-        if (from !== id) local.poke();
-      });
-      subscriber.subscribe(opts.channel).catch((err: Error) => log.warn({ err: err.message }, 'realtime subscriber: subscribe failed (retried on reconnect)'));
+      subscribe();
     },
     async close() {
       clearTimeout(timer);

@@ -33,7 +33,7 @@ import { createSignInThrottle } from '../protection/brute-force.js';
 import { createBucketStore, createRateLimits } from '../protection/rate-limits.js';
 import { createSharedRedis } from '../protection/redis.js';
 import { createLogger } from '../observability/logger.js';
-import { createLocalSignal, createRealtime, createRedisSignal, type Realtime } from '../realtime/index.js';
+import { createLocalSignal, createRealtime, createRedisSignal, type ChangeSignal, type Realtime } from '../realtime/index.js';
 import { createFiles, createFilesWorker, createStorage, DEFAULT_BUCKETS, guardStorage, isStorageOutage, storageUnavailable, type FilesConfig, type ObjectStorage, type StorageConfig } from '../files/index.js';
 import { QUEUES } from '../jobs/queues.js';
 import type { WorkerMedia } from './worker.js';
@@ -299,21 +299,25 @@ export async function composeFiles(config: Config, services: Services, opts: { q
 
 export type FilesComposed = Awaited<ReturnType<typeof composeFiles>>;
 
-/** Media for the worker role: the image job (sharp) over the same storage. */
-export function composeFilesWorker(config: Config, db: Db, storage: ObjectStorage, clock: Clock = systemClock) {
+/**
+ * Media for the worker role: the image job (sharp) over the same storage. With `signal`, the owner's
+ * realtime connections hear when a file is ready or failed (`{"type":"event","event":{"type":"file",…}}`).
+ */
+export function composeFilesWorker(config: Config, db: Db, storage: ObjectStorage, clock: Clock = systemClock, signal?: ChangeSignal) {
   return createFilesWorker({
     db,
     storage,
     clock,
     config: filesConfig(config),
     processing: { maxPixels: config.imageMaxPixels, concurrency: config.imageConcurrency, timeoutMs: config.imageTimeoutMs },
+    onSettled: signal ? ({ ownerId, ...file }) => signal.notifyUser(ownerId, { type: 'file', ...file }) : undefined,
   });
 }
 
 /** What the worker role needs for media: the image job and the upkeep of uploads and stuck jobs. */
-export function composeWorkerMedia(config: Config, db: Db, storage: ObjectStorage, files: FilesComposed, queues: JobQueues, clock: Clock = systemClock): WorkerMedia {
+export function composeWorkerMedia(config: Config, db: Db, storage: ObjectStorage, files: FilesComposed, queues: JobQueues, clock: Clock = systemClock, signal?: ChangeSignal): WorkerMedia {
   return {
-    processFile: composeFilesWorker(config, db, storage, clock).processFile,
+    processFile: composeFilesWorker(config, db, storage, clock, signal).processFile,
     housekeeping: {
       uploadExpiryMs: config.uploadExpiryHours * 3_600_000,
       discardStaleUploads: (maxAgeMs, limit) => files.service.discardStaleUploads(maxAgeMs, limit),

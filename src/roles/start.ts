@@ -81,7 +81,7 @@ export async function startLevee(config: Config, roles: Role[], logger: Logger):
     undo.push(() => http.close(0));
     const stoppers: (() => Promise<void>)[] = [];
     if (roles.includes('worker')) {
-      const media = files && storage ? composeWorkerMedia(config, services.db, storage, files, queues, clock) : undefined;
+      const media = files && storage ? composeWorkerMedia(config, services.db, storage, files, queues, clock, services.signal) : undefined;
       stoppers.push((await startWorker({ db, clock, logger, queues, housekeeping: { tombstoneDays: config.syncTombstoneDays }, media })).stop);
     }
     if (roles.includes('push')) {
