@@ -37,8 +37,10 @@ const COMPLETION_BUDGET_MS = 120_000;
 /** What a tus request carries beside the web Request: who asks, and what went wrong in our hooks. */
 interface TusCall {
   userId: string;
-  /** A LeveeError raised by one of our hooks (tus itself only knows a 500 for it). */
+  /** What one of our hooks threw (tus itself only knows a 500 for it). */
   error?: unknown;
+  /** What the DataStore threw (the storage failed): a 500 from tus, answered as storage_unavailable. */
+  storeError?: unknown;
   /** Set once creation inserted the row (removed again if the creation fails later). */
   createdFileId?: string;
   completed?: FileRow;
@@ -63,7 +65,7 @@ const meta = (m: Record<string, string | null> | undefined, ...keys: string[]) =
 };
 
 /** tus's own failures (status and plain-text body) as Levee problems. */
-function tusProblem(status: number, body: string): LeveeError {
+function tusProblem(status: number, body: string, cause?: unknown): LeveeError {
   const detail = body.trim().slice(0, 300) || undefined;
   switch (status) {
     case 409:
@@ -76,7 +78,7 @@ function tusProblem(status: number, body: string): LeveeError {
     case 412:
       return new LeveeError('bad_request', 'Tus-Resumable: 1.0.0 is required');
     case 500:
-      return new LeveeError('storage_unavailable', 'The upload could not be written; resume it (HEAD for the offset)', { retryAfter: 1 });
+      return new LeveeError('storage_unavailable', 'The upload could not be written; resume it (HEAD for the offset)', { retryAfter: 1, cause });
     default:
       // 400 (a malformed header), 403 (a missing Upload-Offset or Content-Type), 501 (deferred
       // lengths, concatenation): the request is malformed for this server.
@@ -92,6 +94,16 @@ export function createTusBridge(files: Files) {
     return c;
   };
   const maxSize = Math.max(...files.config.buckets.map((b) => b.maxFileBytes));
+  /** Runs one of our hooks, noting what it throws (so that it is not taken for a storage failure). */
+  const hook = async <T>(req: Request, fn: (call: TusCall) => Promise<T>): Promise<T> => {
+    const call = callOf(req);
+    try {
+      return await fn(call);
+    } catch (e) {
+      call.error = e;
+      throw e;
+    }
+  };
 
   const tus = new TusServer({
     path: UPLOADS_PATH,
@@ -101,8 +113,7 @@ export function createTusBridge(files: Files) {
     generateUrl: (_req, { path, id }) => `${path}/${id.replace(/^uploads\//, '')}`,
     getFileIdFromRequest: (_req, last) => (last && UUID.test(last) ? `uploads/${last.toLowerCase()}` : undefined),
     disableTerminationForFinishedUploads: true,
-    async namingFunction(req, metadata) {
-      const call = callOf(req);
+    namingFunction: (req, metadata) => hook(req, async (call) => {
       const length = req.headers.get('upload-length');
       if (length === null) throw new LeveeError('bad_request', 'Upload-Length is required (deferred lengths are not accepted)');
       const bucket = meta(metadata, 'bucket');
@@ -113,19 +124,19 @@ export function createTusBridge(files: Files) {
       const { file, uploadId } = await files.service.createUpload({ ownerId: call.userId, bucket, contentType, size: Number(length) });
       call.createdFileId = file.id;
       return uploadId;
-    },
+    }),
     // Nothing the client sent is kept with the upload (names could be anything; S3 headers are ASCII).
     onUploadCreate: async () => ({ metadata: {} }),
-    async onUploadFinish(req, upload: Upload) {
-      const call = callOf(req);
+    onUploadFinish: (req, upload: Upload) => hook(req, async (call) => {
       const fileId = upload.id.replace(/^uploads\//, '');
       const row = await withOwnBudget(COMPLETION_BUDGET_MS, () => files.service.completeUpload(fileId));
       call.completed = row;
       return { headers: { 'Levee-File-Id': row.id, 'Levee-File-State': row.state } };
-    },
+    }),
     onResponseError(req, err) {
+      // Any other error without tus's status_code is the DataStore's: the storage failed.
       const call = calls.get(req);
-      if (call && !(err && typeof err === 'object' && 'status_code' in err)) call.error = err;
+      if (call && call.error === undefined && !(err && typeof err === 'object' && 'status_code' in err)) call.storeError = err;
       return undefined;
     },
   });
@@ -166,7 +177,7 @@ export function createTusBridge(files: Files) {
     const answer: TusAnswer = { status: res.status, headers: out, createdFileId: call.createdFileId, completed: call.completed };
     if (res.status >= 400) {
       const text = await res.text();
-      answer.problem = isLeveeError(call.error) ? call.error : call.error ? new LeveeError('internal', undefined, { cause: call.error }) : tusProblem(res.status, text);
+      answer.problem = isLeveeError(call.error) ? call.error : call.error ? new LeveeError('internal', undefined, { cause: call.error }) : tusProblem(res.status, text, call.storeError);
     } else {
       await res.body?.cancel();
     }
@@ -179,7 +190,31 @@ export function createTusBridge(files: Files) {
     return answer;
   }
 
-  return { run, maxSize };
+  /**
+   * For a HEAD that finds every byte arrived but the file still `uploading` (files.ts completes it
+   * then): makes sure the DataStore has finished the upload too. @tus/s3-store completes the
+   * multipart upload within the PATCH that carried the last byte; when S3 failed that call, the
+   * bytes are still parts (ListParts makes the offset whole) and there is no object to verify yet.
+   * An empty write at the end completes it. Nothing to do once the object exists (always, for the
+   * FileStore, whose file is the object).
+   */
+  async function finishStored(fileId: string): Promise<void> {
+    const id = `uploads/${fileId}`;
+    const key = files.storage.uploads.key(id);
+    if (await files.storage.exists(key)) return;
+    const store = files.storage.uploads.dataStore;
+    try {
+      const upload = await store.getUpload(id);
+      if (upload.size === undefined || upload.offset !== upload.size) return;
+      await store.write(Readable.from([]), id, upload.offset);
+    } catch (e) {
+      // A concurrent HEAD may have completed it meanwhile.
+      if (await files.storage.exists(key)) return;
+      throw new LeveeError('storage_unavailable', 'The upload could not be completed; retry (HEAD)', { cause: e });
+    }
+  }
+
+  return { run, finishStored, maxSize };
 }
 
 export type TusBridge = ReturnType<typeof createTusBridge>;

@@ -180,14 +180,12 @@ for (const engine of ENGINES) {
       const id = 'uploads/0190f3c2-6a4e-7c31-9d0e-2b7f8e1a5c44';
       const ds = storage.uploads.dataStore;
       await ds.create(new Upload({ id, size: 11, offset: 0, metadata: {} }));
-      if (engine.name === 'local') {
-        // s3rver has no ListParts, which S3Store's write needs: writing is covered for local only.
-        assert.equal(await ds.write(Readable.from([Buffer.from('hello ')]), id, 0), 6);
-        assert.equal((await ds.getUpload(id)).offset, 6);
-        assert.equal(await ds.write(Readable.from([Buffer.from('world')]), id, 6), 11);
-        const got = await storage.get(storage.uploads.key(id));
-        assert.equal((await readAll(got.body)).toString(), 'hello world');
-      }
+      // On S3 the first 6 bytes are too few for a part: they wait in the store's `.part` object.
+      assert.equal(await ds.write(Readable.from([Buffer.from('hello ')]), id, 0), 6);
+      assert.equal((await ds.getUpload(id)).offset, 6);
+      assert.equal(await ds.write(Readable.from([Buffer.from('world')]), id, 6), 11);
+      const got = await storage.get(storage.uploads.key(id));
+      assert.equal((await readAll(got.body)).toString(), 'hello world');
       await storage.uploads.discard(id);
       assert.equal(await storage.exists(storage.uploads.key(id)), false);
       await storage.uploads.discard(id); // idempotent

@@ -184,8 +184,10 @@ export const fileRoutes = (deps: FileRouteDeps): FastifyPluginAsyncTypebox => as
     }
     const a = await tus.run(req.raw, userId);
     // Every byte arrived but completing failed (storage trouble): a resuming client asks here, so
-    // complete now rather than leave the file `uploading` for good.
+    // complete now rather than leave the file `uploading` for good. On S3 what failed may be the
+    // store's own completion of the multipart upload: finishStored does it first.
     if (!a.problem && a.headers['upload-offset'] !== undefined && a.headers['upload-offset'] === a.headers['upload-length']) {
+      await tus.finishStored(row.id);
       await files.service.completeUpload(row.id);
     }
     return answer(reply, a);
