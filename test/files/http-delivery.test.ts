@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import type { LightMyRequestResponse } from 'fastify';
-import { composeWorkerMedia } from '../../src/roles/compose.js';
+import { composeWorkerMedia } from '../../src/roles/compose-media.js';
 import { startWorker } from '../../src/roles/worker.js';
 import { createTestApp, signUp, type TestApp } from '../support/app.js';
 import { engines } from '../support/engines.js';

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { createRedisSignal, type UserEvent } from '../../src/realtime/signal.js';
 import { createSharedRedis } from '../../src/protection/redis.js';
 import { createDependencies } from '../../src/protection/dependency.js';
-import { composeWorkerMedia } from '../../src/roles/compose.js';
+import { composeWorkerMedia } from '../../src/roles/compose-media.js';
 import { startWorker } from '../../src/roles/worker.js';
 import { Registry } from 'prom-client';
 import { createTestApp, signUp, type TestApp } from '../support/app.js';

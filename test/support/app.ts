@@ -20,7 +20,7 @@ import { createPushService } from '../../src/push/service.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { composeFiles, composeFilesWorker, type FilesComposed } from '../../src/roles/compose.js';
+import { composeFiles, composeFilesWorker, type FilesComposed } from '../../src/roles/compose-media.js';
 import { createStorage, guardStorage, isStorageOutage, storageUnavailable, type StorageConfig } from '../../src/files/index.js';
 
 export const DEFAULT_COLLECTIONS = {
